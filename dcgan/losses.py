@@ -13,7 +13,11 @@ import torch.nn.functional as F
 def _bce(output: torch.Tensor, target: float, sigmoid_head: bool) -> torch.Tensor:
     labels = torch.full_like(output, target)
     if sigmoid_head:
-        return F.binary_cross_entropy(output, labels)
+        # BCELoss refuses NaN input (a device assert on CUDA). Feed it a sanitised copy and
+        # add 0 * sum(output): exactly zero while finite, NaN once D has diverged, so a
+        # divergence is recorded as a result instead of crashing the run.
+        safe = torch.nan_to_num(output, nan=0.5)
+        return F.binary_cross_entropy(safe, labels) + 0.0 * output.sum()
     return F.binary_cross_entropy_with_logits(output, labels)
 
 

@@ -147,18 +147,17 @@ def count_parameters(module: nn.Module) -> int:
 @torch.no_grad()
 def generate(g: Generator, z: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
     """Samples in [-1, 1] the way the reference implementation draws them: BatchNorm uses the
-    batch's statistics (G stays in train mode), but running statistics are left untouched
-    (momentum 0), so sampling never changes the model. Batches of a fixed size keep samples
-    independent of how many are drawn."""
+    batch's statistics (G stays in train mode), but running statistics are left untouched,
+    so sampling never changes the model. Batches of a fixed size keep samples independent of
+    how many are drawn."""
     bns = [m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.training) for m in bns]
     was_training = g.training
     g.train()
     for m in bns:
-        m.momentum = 0.0
+        m.track_running_stats = False  # train mode + no tracking: batch stats, no updates
     try:
         return torch.cat([g(chunk) for chunk in z.split(batch_size)])
     finally:
-        for m, (momentum, _) in zip(bns, saved, strict=True):
-            m.momentum = momentum
+        for m in bns:
+            m.track_running_stats = True
         g.train(was_training)

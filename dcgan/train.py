@@ -68,6 +68,10 @@ def _grad_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
 class Run:
     """State of one training run; `train()` below is the readable entry point."""
 
+    # The G step needs D's input gradients only. False computes D's weight gradients there
+    # too (the canonical loop's way), to measure and test what skipping them saves.
+    skip_d_weight_grads = True
+
     def __init__(self, cfg: RunConfig, run_dir: Path, images: ImageSet):
         self.cfg, self.dir, self.device = cfg, Path(run_dir), resolve_device(cfg.device)
         self.n_images = len(images)
@@ -140,7 +144,7 @@ class Run:
         self.opt_d.step()
 
         # (2) G: maximise log D(G(z)). D's weights get no gradient here (it would be discarded).
-        self.D.requires_grad_(False)
+        self.D.requires_grad_(not self.skip_d_weight_grads)
         for k in range(cfg.g_steps):
             with self.autocast():
                 if k > 0 or cfg.g_fresh_noise:
@@ -156,8 +160,8 @@ class Run:
         lr_g, lr_d = self.sched_g.get_last_lr()[0], self.sched_d.get_last_lr()[0]
         self.sched_g.step()
         self.sched_d.step()
-        values = [d_loss, g_loss, probability(real_out, cfg.loss), probability(g_out, cfg.loss)]
-        values += [probability(fake_out, cfg.loss)]
+        values = [d_loss, g_loss, probability(real_out, cfg.loss), probability(fake_out, cfg.loss)]
+        values += [probability(g_out, cfg.loss)]  # D(G(z)) again, after D's update
         values = [v.detach().float() for v in values]
         values += [torch.tensor(lr_g, device=self.device), torch.tensor(lr_d, device=self.device)]
         values += [g_grad_norm.float(), d_grad_norm.float()]

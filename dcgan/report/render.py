@@ -1,0 +1,147 @@
+"""One self-contained HTML page per ablation, and an index linking them.
+
+Pages embed every image as a data URI and need no JavaScript, so a page opens from disk (or an
+e-mail attachment) with no external requests. Autoescaping is on: arm names, notes and spec
+text are user input and always render as text.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from pathlib import Path
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from dcgan.atomic import atomic_write_text
+from dcgan.report import fmt, plots, stats, verdicts
+from dcgan.results import AblationResults
+
+TEMPLATES = Path(__file__).with_name("templates")
+INDEX = "index.html"
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["data_uri"] = _data_uri
+    env.globals |= {"fmt": fmt, "METRIC_LABEL": fmt.METRIC_LABEL, "MISSING": fmt.MISSING}
+    return env
+
+
+def page_name(name: str) -> str:
+    """'<name>.html'; refuses names that would write outside out_dir, hide, or hit the index."""
+    if (
+        not name
+        or name != Path(name).name
+        or name.startswith(".")
+        or "\\" in name
+        or f"{name}.html" == INDEX
+    ):
+        raise ValueError(
+            f"ablation name {name!r} cannot be a file name: use letters, digits, - and _"
+        )
+    return f"{name}.html"
+
+
+def _samples(results: AblationResults, arm: stats.ArmSummary) -> dict | None:
+    """Final grid and progression for the arm's lowest finished seed that has grids."""
+    runs = results.runs.set_index(["arm", "seed"])
+    for seed in arm.done_seeds:
+        frames = results.grids.get((arm.arm, seed))
+        if frames:
+            final_step, final_path = max(frames)
+            run = runs.loc[(arm.arm, seed)]
+            return {
+                "seed": seed,
+                "step": final_step,
+                "fid": float(run["fid"]),
+                "diverged": run["status"] == "diverged",
+                "final": plots.sample_grid(final_path),
+                "frames": plots.progression(frames),
+            }
+    return None
+
+
+def _figures(results: AblationResults, arms: list[str]) -> dict[str, bytes | None]:
+    curves = plots.finished_curves(results.curves, results.runs)
+    return {
+        "final_scores": plots.final_scores(results.runs, arms, results.floor),
+        "training_scores": plots.training_scores(curves, arms, plots.arm_palette(arms)),
+        "losses": plots.losses(curves, results.runs, arms),
+        "discriminator": plots.discriminator_outputs(curves, arms),
+    }
+
+
+def _progress(analysis: stats.Analysis) -> tuple[int, int, list[tuple[str, int, str]]]:
+    """(runs done, runs expected, [(arm, seed, status)] not done)."""
+    unfinished = [(a.arm, seed, status) for a in analysis.arms for seed, status in a.unfinished]
+    done = sum(len(a.done_seeds) for a in analysis.arms)
+    return done, done + len(unfinished), unfinished
+
+
+def summary(results: AblationResults) -> dict:
+    """What the index shows for one ablation."""
+    analysis = stats.analyse(results)
+    done, expected, _ = _progress(analysis)
+    return {
+        "name": results.name,
+        "question": results.question,
+        "verdict": verdicts.overall_verdict(analysis, results.baseline),
+        "runs_done": done,
+        "runs_expected": expected,
+        "profile": results.profile,
+    }
+
+
+def _generated() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render_report(results: AblationResults, out_dir: Path) -> Path:
+    analysis = stats.analyse(results)
+    names = [a.arm for a in analysis.arms]
+    done, expected, unfinished = _progress(analysis)
+    html = (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            results=results,
+            analysis=analysis,
+            overall=verdicts.overall_verdict(analysis, results.baseline),
+            arm_verdicts=verdicts.arm_verdicts(analysis),
+            claims=verdicts.claim_verdicts(results, analysis),
+            figures=_figures(results, names),
+            samples={a.arm: _samples(results, a) for a in analysis.arms},
+            no_data=[a.arm for a in analysis.arms if not a.done_seeds],
+            runs_done=done,
+            runs_expected=expected,
+            unfinished=unfinished,
+            level=int(stats.LEVEL * 100),
+            alpha=stats.ALPHA,
+            n_resamples=stats.N_RESAMPLES,
+            index=INDEX,
+            generated=_generated(),
+        )
+    )
+    path = Path(out_dir) / page_name(results.name)
+    atomic_write_text(path, html)
+    return path
+
+
+def render_index(summaries: list[dict], out_dir: Path) -> Path:
+    rows = [s | {"href": quote(page_name(s["name"]))} for s in summaries]
+    html = _environment().get_template("index.html.j2").render(rows=rows, generated=_generated())
+    path = Path(out_dir) / INDEX
+    atomic_write_text(path, html)
+    return path

@@ -1,0 +1,251 @@
+"""`dcgan ablate NAME`: spec -> enqueued runs -> workers train and score -> table -> report.
+
+Every step is re-entrant. Runs are content-addressed (results/runs/<config hash>), so a run
+finished for one ablation is re-used by any other that plans the same config (the baseline
+of most CPU ablations is the same three runs); a killed run resumes from its checkpoint; a
+finished ablation re-runs in seconds and trains nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import multiprocessing
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import torch
+from optuna.trial import TrialState
+
+from . import store
+from .config import RunConfig
+from .data import ImageSet, load_images
+from .specs import AblationSpec, load_spec
+from .train import read_metrics, train
+
+CURVE_POINTS = 200  # loss curves are averaged down to at most this many points per run
+
+
+@dataclass(frozen=True)
+class Paths:
+    results: Path = Path("results")
+    reports: Path = Path("reports")
+
+    @property
+    def runs(self) -> Path:
+        return self.results / "runs"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.results / "artifacts"
+
+    @property
+    def tables(self) -> Path:
+        return self.results / "tables"
+
+    @property
+    def default_storage(self) -> str:
+        return f"sqlite:///{self.results / 'store.db'}"
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a worker process needs; plain data so it pickles across `spawn`."""
+
+    study_name: str
+    storage_url: str
+    paths: Paths
+    extractor: str
+    n_fake: int
+    threads: int
+    worker: int = 0
+
+
+def study_name(spec: AblationSpec, profile: str, data: str | None) -> str:
+    return f"ablate/{spec.name}/{profile}" + (f"/{data}" if data else "")
+
+
+def run_ablation(
+    name: str,
+    profile: str = "cpu",
+    *,
+    seeds: list[int] | None = None,
+    data: str | None = None,
+    workers: int = 1,
+    storage_url: str | None = None,
+    paths: Paths = Paths(),
+    report: bool = True,
+    log=print,
+) -> Path | None:
+    """Train, score and report every arm x seed of an ablation; returns the report path."""
+    spec = load_spec(name)
+    planned = spec.plan(profile, seeds, data)
+    prof = spec.profile(profile)
+    _check_inputs(planned, prof.extractor)
+    url = store.storage_url(storage_url) if storage_url or os.environ.get("DCGAN_STORAGE") else paths.default_storage
+    storage = store.open_storage(url)
+    study = optuna.create_study(study_name=study_name(spec, profile, data), storage=storage, direction="minimize", load_if_exists=True)
+    study.set_user_attr("ablation", spec.name)
+    study.set_user_attr("question", spec.question)
+    study.set_user_attr("profile", profile)
+    added = store.enqueue_missing(study, storage, [((r.arm, r.seed, r.config.hash()), r.config.to_dict()) for r in planned])
+    log(f"{spec.name} [{profile}]: {len(planned)} runs planned, {added} newly queued, store {store.redact(url)}")
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    jobs = [WorkerJob(study.study_name, url, paths, prof.extractor, prof.n_fake, threads, i) for i in range(workers)]
+    started = time.perf_counter()
+    if workers <= 1:
+        work(jobs[0], log)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=work, args=(job,), name=f"dcgan-worker-{job.worker}") for job in jobs]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    log(f"{spec.name} [{profile}]: workers done in {time.perf_counter() - started:.0f} s")
+
+    from .collect import collect_results, export_table
+
+    results = collect_results(spec, profile, study, storage, paths, seeds=seeds, data=data)
+    table = export_table(results, paths)
+    log(f"table: {table}")
+    if not report:
+        return None
+    from .report import render_index, render_report
+
+    page = render_report(results, paths.reports)
+    _refresh_index(paths, storage)
+    return page
+
+
+def _refresh_index(paths: Paths, storage) -> None:
+    from .collect import summaries
+    from .report import render_index
+
+    render_index(summaries(storage, paths), paths.reports)
+
+
+def _check_inputs(planned, extractor: str) -> None:
+    """Fail before training: data that can't be loaded, an extractor that can't be built."""
+    seen = set()
+    for run in planned:
+        key = (run.config.data, run.config.image_size, run.config.channels)
+        if key not in seen:
+            seen.add(key)
+            load_images(*key)
+    from .metrics.extractors import check_extractor
+
+    check_extractor(extractor)
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Two ablations planning the same config never train it twice at the same time."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def work(job: WorkerJob, log=print) -> None:
+    """Claim runs from the store until none is waiting."""
+    torch.set_num_threads(job.threads)
+    storage = store.open_storage(job.storage_url)
+    study = optuna.load_study(study_name=job.study_name, storage=storage)
+    artifacts = store.artifact_store(job.paths.artifacts)
+    images: dict[tuple, ImageSet] = {}
+    while (trial := store.claim_next(study, storage)) is not None:
+        arm, seed = trial.user_attrs["arm"], trial.user_attrs["seed"]
+        with store.heartbeat(storage, trial._trial_id):
+            try:
+                value, summary = execute_run(trial, job, artifacts, images)
+            except Exception as err:  # a crash is recorded on the trial; the next ablate retries it
+                trial.set_user_attr("failure", f"{type(err).__name__}: {err}")
+                study.tell(trial, state=TrialState.FAIL)
+                log(f"[w{job.worker}] {arm} seed {seed}: FAILED: {type(err).__name__}: {err}")
+                continue
+            study.tell(trial, value)
+        log(f"[w{job.worker}] {arm} seed {seed}: {summary}")
+
+
+def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) -> tuple[float, str]:
+    cfg = RunConfig.from_dict(trial.user_attrs["config"], where=f"trial {trial.number} config")
+    run_dir = job.paths.runs / cfg.hash()
+    key = (cfg.data, cfg.image_size, cfg.channels)
+    if key not in images:
+        images[key] = load_images(*key)
+    with run_lock(run_dir):
+        result = train(cfg, run_dir, images=images[key])
+    from .metrics.fidelity import score_run
+
+    scores = score_run(run_dir, extractor=job.extractor, n_fake=job.n_fake)
+    final = _final_scores(scores)
+    attrs = {
+        "run_dir": str(run_dir),
+        "status": result["status"],
+        "result": result,
+        "scores": final,
+        "fid_curve": [[s["step"], s["value"]] for s in scores if s["metric"].startswith("fid")],
+        "kid_curve": [[s["step"], s["value"]] for s in scores if s["metric"].startswith("kid")],
+    }
+    for name, value in attrs.items():
+        trial.set_user_attr(name, value)
+    _upload_artifacts(trial, run_dir, artifacts)
+    fid = final.get("fid")
+    value = fid if fid is not None and math.isfinite(fid) else float("inf")
+    summary = (
+        f"{result['status']}, {result.get('steps_done')} steps in {result['wall_s']:.0f} s "
+        f"({result['images_per_s'] or 0:.0f} img/s), {final.get('fid_metric', 'fid')} {fid if fid is None else round(fid, 2)}"
+    )
+    return value, summary
+
+
+def _final_scores(scores: list[dict]) -> dict:
+    """FID/KID (and mode coverage) at the last scored snapshot, with the metric names."""
+    if not scores:
+        return {}
+    last = max(s["step"] for s in scores)
+    out: dict = {"scored_step": last}
+    for s in scores:
+        if s["step"] != last:
+            continue
+        metric = s["metric"]
+        for prefix in ("fid", "kid", "modes", "kl"):
+            if metric.startswith(prefix):
+                out[prefix] = s["value"]
+                out[f"{prefix}_metric"] = metric
+                if prefix == "kid" and "std" in s:
+                    out["kid_std"] = s["std"]
+        out["protocol_id"] = s.get("protocol_id")
+        out["protocol"] = s.get("protocol")
+    return out
+
+
+def _upload_artifacts(trial: optuna.Trial, run_dir: Path, artifacts) -> None:
+    for grid in sorted((run_dir / "grids").glob("step_*.png")):
+        optuna.artifacts.upload_artifact(artifact_store=artifacts, file_path=str(grid), study_or_trial=trial, mimetype="image/png")
+    curves = run_dir / "curves.json"
+    curves.write_text(json.dumps(downsample_curves(read_metrics(run_dir))))
+    optuna.artifacts.upload_artifact(artifact_store=artifacts, file_path=str(curves), study_or_trial=trial, mimetype="application/json")
+
+
+def downsample_curves(rows: list[dict], points: int = CURVE_POINTS) -> dict[str, list]:
+    """Per-step logs averaged into at most `points` windows: {'step': [...], metric: [...]}."""
+    if not rows:
+        return {}
+    frame = pd.DataFrame(rows)
+    window = max(1, math.ceil(len(frame) / points))
+    grouped = frame.groupby(frame.index // window)
+    out = grouped.mean(numeric_only=True)
+    out["step"] = grouped["step"].max()
+    return {col: [None if pd.isna(v) else float(v) for v in out[col]] for col in out.columns}

@@ -1,0 +1,260 @@
+"""Ablation specs: readable TOML files in ablations/, validated before any work starts.
+
+A spec names a question, the documents behind it, a base recipe, arms (named override sets
+of RunConfig), the baseline arm and per-profile budgets. Profiles (`smoke`, `cpu`, `gpu`)
+come from ablations/_profiles.toml and a spec may refine them. Every run an ablation needs is
+built here as a RunConfig, so a typo anywhere fails at once with the file, the key and
+what would be valid.
+
+Order in which a run's config is assembled (later wins):
+    recipe (arm's `recipe`, else profile's `base_recipe`, else spec's `base_recipe`)
+    -> profile overrides -> arm overrides -> `--data` -> width multiplier -> budget matching
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import CHOICES, ConfigError, RunConfig
+from .recipes import RECIPES, recipe_overrides
+from .results import Claim
+
+ABLATIONS_DIR = Path(__file__).resolve().parent.parent / "ablations"
+PROFILES_FILE = "_profiles.toml"
+EXTRACTORS = ("mnist", "inception")
+CLAIM_KINDS = ("better", "not_better", "diverges", "info")
+SPEC_KEYS = {"question", "base_recipe", "baseline", "seeds", "notes", "sources", "claims", "profiles", "arms", "scoring"}
+PROFILE_KEYS = {"base_recipe", "overrides", "seeds", "extractor", "n_fake", "width_multiplier", "data", "description"}
+ARM_SPECIAL_KEYS = {"recipe", "match_baseline", "label"}
+
+
+@dataclass
+class Profile:
+    name: str
+    overrides: dict[str, Any]
+    seeds: list[int]
+    extractor: str
+    n_fake: int
+    width_multiplier: float = 1.0
+    base_recipe: str | None = None
+    data: str | None = None
+    description: str = ""
+
+
+@dataclass
+class Arm:
+    name: str
+    overrides: dict[str, Any]
+    recipe: str | None = None
+    match_baseline: str = "images"  # 'images': same kimg as the profile; 'steps': same steps
+    label: str = ""
+
+
+@dataclass
+class PlannedRun:
+    arm: str
+    seed: int
+    config: RunConfig
+
+
+@dataclass
+class AblationSpec:
+    name: str
+    path: Path
+    question: str
+    base_recipe: str
+    baseline: str
+    arms: dict[str, Arm]
+    profiles: dict[str, Profile]
+    sources: list[dict] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise ConfigError(f"{self.path}: no profile {name!r}; choose one of {', '.join(self.profiles)}")
+        return self.profiles[name]
+
+    def plan(self, profile: str, seeds: list[int] | None = None, data: str | None = None) -> list[PlannedRun]:
+        """Every (arm, seed) run as a validated RunConfig, baseline arm first."""
+        prof = self.profile(profile)
+        seeds = list(seeds) if seeds is not None else prof.seeds
+        if not seeds:
+            raise ConfigError(f"{self.path}: profile {profile!r} has no seeds")
+        order = [self.baseline] + [a for a in self.arms if a != self.baseline]
+        runs = []
+        for seed in seeds:
+            baseline_cfg = self._config(self.arms[self.baseline], prof, seed, data, None)
+            for arm_name in order:
+                arm = self.arms[arm_name]
+                cfg = baseline_cfg if arm_name == self.baseline else self._config(arm, prof, seed, data, baseline_cfg)
+                runs.append(PlannedRun(arm_name, seed, cfg))
+        return runs
+
+    def _config(self, arm: Arm, prof: Profile, seed: int, data: str | None, baseline: RunConfig | None) -> RunConfig:
+        where = f"{self.path} [arms.{arm.name}] with profile {prof.name!r}"
+        values = recipe_overrides(arm.recipe or prof.base_recipe or self.base_recipe)
+        if prof.data:
+            values["data"] = prof.data
+        values.update(prof.overrides)
+        values.update(arm.overrides)
+        if data:
+            values["data"] = data
+        values["seed"] = seed
+        if prof.width_multiplier != 1.0:
+            for key in ("g_width", "d_width"):
+                base = values.get(key, RunConfig.__dataclass_fields__[key].default)
+                values[key] = max(1, round(base * prof.width_multiplier))
+        if arm.match_baseline == "steps" and baseline is not None:
+            values["steps"] = baseline.total_steps
+        return RunConfig.from_dict(values, where=where)
+
+
+def _error(path: Path, key: str, message: str) -> ConfigError:
+    return ConfigError(f"{path}: {key}: {message}")
+
+
+def _check_keys(path: Path, where: str, got: dict, allowed: set[str]) -> None:
+    for key in got:
+        if key not in allowed:
+            hint = difflib.get_close_matches(key, allowed, n=2)
+            raise _error(
+                path, f"{where}{key}",
+                "unknown key" + (f" (did you mean {' or '.join(map(repr, hint))}?)" if hint else "")
+                + f"; valid keys: {', '.join(sorted(allowed))}",
+            )  # fmt: skip
+
+
+def _load_toml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"{path}: spec file does not exist")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+
+
+def _profiles(path: Path, raw: dict, defaults: dict) -> dict[str, Profile]:
+    merged: dict[str, dict] = {name: dict(p) for name, p in defaults.items()}
+    for name, prof in raw.items():
+        if not isinstance(prof, dict):
+            raise _error(path, f"profiles.{name}", "must be a table")
+        _check_keys(path, f"profiles.{name}.", prof, PROFILE_KEYS)
+        base = merged.get(name, {})
+        overrides = {**base.get("overrides", {}), **prof.get("overrides", {})}
+        merged[name] = {**base, **prof, "overrides": overrides}
+    profiles = {}
+    for name, p in merged.items():
+        _check_keys(path, f"profiles.{name}.", p, PROFILE_KEYS)
+        where = f"profiles.{name}"
+        extractor = p.get("extractor", "mnist")
+        if extractor not in EXTRACTORS:
+            raise _error(path, f"{where}.extractor", f"{extractor!r} is not valid; choose one of {', '.join(EXTRACTORS)}")
+        seeds = p.get("seeds", [0, 1, 2])
+        if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
+            raise _error(path, f"{where}.seeds", f"{seeds!r} must be a non-empty list of integers >= 0")
+        if len(set(seeds)) != len(seeds):
+            raise _error(path, f"{where}.seeds", f"{seeds!r} repeats a seed")
+        n_fake = p.get("n_fake", 1000)
+        if not (isinstance(n_fake, int) and n_fake >= 2):
+            raise _error(path, f"{where}.n_fake", f"{n_fake!r} must be an integer >= 2")
+        mult = p.get("width_multiplier", 1.0)
+        if not (isinstance(mult, int | float) and math.isfinite(mult) and mult > 0):
+            raise _error(path, f"{where}.width_multiplier", f"{mult!r} must be a positive number")
+        if p.get("base_recipe") is not None and p["base_recipe"] not in RECIPES:
+            raise _error(path, f"{where}.base_recipe", f"unknown recipe {p['base_recipe']!r}; choose one of {', '.join(RECIPES)}")
+        profiles[name] = Profile(
+            name, dict(p.get("overrides", {})), list(seeds), extractor, n_fake, float(mult),
+            p.get("base_recipe"), p.get("data"), p.get("description", ""),
+        )  # fmt: skip
+    return profiles
+
+
+def _arms(path: Path, raw: Any) -> dict[str, Arm]:
+    if not isinstance(raw, dict) or not raw:
+        raise _error(path, "arms", "needs at least one [arms.NAME] table of RunConfig overrides")
+    arms = {}
+    valid_keys = set(RunConfig.__dataclass_fields__) | ARM_SPECIAL_KEYS
+    for name, body in raw.items():
+        if not isinstance(body, dict):
+            raise _error(path, f"arms.{name}", "must be a table of overrides")
+        if not name.strip():
+            raise _error(path, "arms", "an arm name is empty")
+        _check_keys(path, f"arms.{name}.", body, valid_keys)
+        overrides = {k: v for k, v in body.items() if k not in ARM_SPECIAL_KEYS}
+        for key, value in overrides.items():
+            if key in CHOICES and value not in CHOICES[key]:
+                raise _error(path, f"arms.{name}.{key}", f"{value!r} is not valid; choose one of {', '.join(map(repr, CHOICES[key]))}")
+        recipe = body.get("recipe")
+        if recipe is not None and recipe not in RECIPES:
+            raise _error(path, f"arms.{name}.recipe", f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        match = body.get("match_baseline", "images")
+        if match not in ("images", "steps"):
+            raise _error(path, f"arms.{name}.match_baseline", f"{match!r} is not valid; choose 'images' or 'steps'")
+        arms[name] = Arm(name, overrides, recipe, match, body.get("label", ""))
+    return arms
+
+
+def _claims(path: Path, raw: list, arms: dict[str, Arm]) -> list[Claim]:
+    claims = []
+    for i, c in enumerate(raw):
+        where = f"claims[{i}]"
+        _check_keys(path, f"{where}.", c, {"source", "text", "kind", "arm", "vs", "reported"})
+        kind = c.get("kind", "info")
+        if kind not in CLAIM_KINDS:
+            raise _error(path, f"{where}.kind", f"{kind!r} is not valid; choose one of {', '.join(CLAIM_KINDS)}")
+        for key in ("arm", "vs"):
+            if c.get(key) is not None and c[key] not in arms:
+                raise _error(path, f"{where}.{key}", f"no arm {c[key]!r}; arms: {', '.join(arms)}")
+        if kind in ("better", "not_better") and not (c.get("arm") and c.get("vs")):
+            raise _error(path, where, f"kind {kind!r} needs both 'arm' and 'vs'")
+        if kind == "diverges" and not c.get("arm"):
+            raise _error(path, where, "kind 'diverges' needs 'arm'")
+        claims.append(Claim(str(c.get("source", "")), str(c.get("text", "")), kind, c.get("arm"), c.get("vs"), dict(c.get("reported", {}))))
+    return claims
+
+
+def load_spec(name_or_path: str | Path, ablations_dir: Path | None = None) -> AblationSpec:
+    ablations_dir = Path(ablations_dir or ABLATIONS_DIR)
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = ablations_dir / f"{name_or_path}.toml"
+        if not path.exists():
+            raise ConfigError(
+                f"no ablation {str(name_or_path)!r} in {ablations_dir}; choose one of {', '.join(list_specs(ablations_dir)) or '(none)'}"
+            )
+    raw = _load_toml(path)
+    _check_keys(path, "", raw, SPEC_KEYS)
+    defaults_path = path.parent / PROFILES_FILE
+    defaults = _load_toml(defaults_path).get("profiles", {}) if defaults_path.exists() else {}
+    for key in ("question", "base_recipe", "baseline"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise _error(path, key, "is required (a non-empty string)")
+    if raw["base_recipe"] not in RECIPES:
+        raise _error(path, "base_recipe", f"unknown recipe {raw['base_recipe']!r}; choose one of {', '.join(RECIPES)}")
+    arms = _arms(path, raw.get("arms"))
+    if raw["baseline"] not in arms:
+        raise _error(path, "baseline", f"{raw['baseline']!r} is not an arm; arms: {', '.join(arms)}")
+    profiles = _profiles(path, raw.get("profiles", {}), defaults)
+    if "seeds" in raw:  # spec-wide seeds apply to every profile that doesn't set its own
+        for name, prof in profiles.items():
+            if "seeds" not in raw.get("profiles", {}).get(name, {}):
+                prof.seeds = list(raw["seeds"])
+    spec = AblationSpec(
+        name=path.stem, path=path, question=raw["question"], base_recipe=raw["base_recipe"],
+        baseline=raw["baseline"], arms=arms, profiles=profiles, sources=list(raw.get("sources", [])),
+        claims=_claims(path, raw.get("claims", []), arms), notes=list(raw.get("notes", [])),
+    )  # fmt: skip
+    for prof in profiles:  # build every config now: nothing invalid survives to training
+        spec.plan(prof, seeds=spec.profiles[prof].seeds[:1])
+    return spec
+
+
+def list_specs(ablations_dir: Path | None = None) -> list[str]:
+    ablations_dir = Path(ablations_dir or ABLATIONS_DIR)
+    return sorted(p.stem for p in ablations_dir.glob("*.toml") if not p.name.startswith("_") and not p.stem.startswith("tune_"))

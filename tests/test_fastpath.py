@@ -1,0 +1,191 @@
+"""Every fast-path piece of `dcgan.train.Run` computes what the canonical loop computes.
+
+From the same initial weights, batches and noise, a few steps of the fast path and of
+`dcgan.canonical` (pytorch/examples' DCGAN loop) give the same losses, D outputs and weights
+to float rounding, whatever each piece is set to. A negative control (another lr) shows the
+comparison can fail.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torchvision import transforms
+
+from dcgan.canonical import canonical_steps_exact, image_folder_loader, write_png_folder
+from dcgan.data import load_images
+from dcgan.models import build_models
+from dcgan.recipes import build_config
+from dcgan.train import METRIC_NAMES, Run, epoch_order, read_metrics, train
+
+N_STEPS = 5
+RTOL = 1e-5
+COMPARED = ("d_loss", "g_loss", "d_real", "d_fake", "d_fake_after_d_step")
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_images("mnist", 32, 1)
+
+
+def config(**overrides):
+    return build_config("cpu_default", {"device": "cpu", **overrides})
+
+
+def fast_steps(cfg, images, run_dir, n=N_STEPS, skip_d_weight_grads=True, sync_every_step=False):
+    """n fast-path steps, recording the batches and noise it drew; per-step rows as floats."""
+    run = Run(cfg, run_dir, images)
+    run.skip_d_weight_grads = skip_d_weight_grads
+    batches, noises = [], []
+    real_batch, noise_batch = run.real_batch, run.noise_batch
+    run.real_batch = lambda: batches.append(real_batch()) or batches[-1]
+    run.noise_batch = lambda: noises.append(noise_batch()) or noises[-1]
+    window = []
+    for _ in range(n):
+        values = run.train_step()
+        window.append(values.tolist() if sync_every_step else values)
+        run.step += 1
+    rows = [dict(zip(METRIC_NAMES, torch.as_tensor(v).tolist(), strict=True)) for v in window]
+    return rows, run, batches, noises
+
+
+def assert_rows_close(fast, canonical, rtol=RTOL):
+    assert len(fast) == len(canonical)
+    for step, (f, c) in enumerate(zip(fast, canonical, strict=True)):
+        for key in COMPARED:
+            assert f[key] == pytest.approx(c[key], rel=rtol, abs=1e-7), f"step {step} {key}"
+
+
+def assert_weights_close(a: torch.nn.Module, b: torch.nn.Module, rtol=1e-4, atol=1e-6):
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(x.contiguous(), y.contiguous(), rtol=rtol, atol=atol, msg=name)
+
+
+def canonical_on(cfg, batches, noises):
+    """The canonical loop on the fast path's inputs, in the default memory format."""
+    nets = build_models(cfg)
+    contiguous = [b.contiguous() for b in batches]
+    return canonical_steps_exact(cfg, contiguous, noises, nets), nets
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fast_step_equals_canonical(tmp_path, mnist, channels_last):
+    cfg = config(channels_last=channels_last)
+    fast, run, batches, noises = fast_steps(cfg, mnist, tmp_path)
+    canonical, (g, d) = canonical_on(cfg, batches, noises)
+    assert_rows_close(fast, canonical)
+    assert_weights_close(run.G, g)
+    assert_weights_close(run.D, d)
+    if channels_last:  # the piece is really on
+        assert run.G.main[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"loss": "bce_logits", "d_loss_reduction": "mean", "g_fresh_noise": True},
+        {"g_steps": 2, "lr_g": 3e-4, "beta1_d": 0.6},
+    ],
+)
+def test_other_arms_equal_canonical(tmp_path, mnist, overrides):
+    cfg = config(**overrides)
+    fast, run, batches, noises = fast_steps(cfg, mnist, tmp_path)
+    assert len(noises) == N_STEPS * (1 + cfg.g_steps - (not cfg.g_fresh_noise))
+    canonical, (g, d) = canonical_on(cfg, batches, noises)
+    assert_rows_close(fast, canonical)
+    assert_weights_close(run.G, g)
+
+
+def test_skipping_d_weight_grads_in_g_step_changes_nothing(tmp_path, mnist):
+    cfg = config()
+    skip, run_skip, batches, noises = fast_steps(cfg, mnist, tmp_path / "a")
+    full, run_full, _, _ = fast_steps(cfg, mnist, tmp_path / "b", skip_d_weight_grads=False)
+    canonical, _ = canonical_on(cfg, batches, noises)
+    assert_rows_close(skip, full)
+    assert_rows_close(skip, canonical)
+    assert_weights_close(run_skip.D, run_full.D)
+    assert_weights_close(run_skip.G, run_full.G)
+
+
+def test_skipping_really_skips(tmp_path, mnist):
+    """With skipping, D's grads after a step are the D step's alone (and D trains again
+    next step); without, the G step has added its own on top: the canonical loop's waste."""
+    cfg = config()
+    grads = {}
+    for skip in (True, False):
+        run = Run(cfg, tmp_path / str(skip), mnist)
+        run.skip_d_weight_grads = skip
+        run.train_step()
+        assert all(p.requires_grad for p in run.D.parameters())
+        grads[skip] = [p.grad.clone() for p in run.D.parameters()]
+    assert any(not torch.allclose(a, b) for a, b in zip(grads[True], grads[False], strict=True))
+
+
+def test_uint8_resident_batches_equal_totensor_normalize(tmp_path, mnist):
+    """The fast path's uint8 -> [-1, 1] equals ToTensor + Normalize(0.5, 0.5) on the PNGs."""
+    cfg = config()
+    fast, run, batches, noises = fast_steps(cfg, mnist, tmp_path / "run")
+    root = write_png_folder(mnist.images, tmp_path / "png")
+    dataset = image_folder_loader(root, cfg, workers=0).dataset
+    order = epoch_order(cfg.seed, 0, len(mnist))
+    b = cfg.batch_size
+    decoded = [
+        torch.stack([dataset[int(i)][0] for i in order[k * b : (k + 1) * b]]) for k in range(N_STEPS)
+    ]
+    for ours, theirs in zip(batches, decoded, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    canonical, _ = canonical_on(cfg, decoded, noises)
+    assert_rows_close(fast, canonical)
+
+
+def test_totensor_normalize_is_what_the_pipeline_runs(mnist):
+    """Guard for the test above: the pipeline's transform is ToTensor + Normalize(0.5, 0.5)."""
+    cfg = config()
+    image = transforms.functional.to_pil_image(mnist.images[0])
+    half = transforms.Normalize((0.5,), (0.5,))
+    expected = half(transforms.ToTensor()(image))
+    torch.testing.assert_close(expected, mnist.images[0].float() / 127.5 - 1, rtol=0, atol=1e-6)
+    assert cfg.image_size == image.size[0]
+
+
+def test_values_read_every_n_steps_equal_item_every_step(tmp_path, mnist):
+    """train() keeps values on the device and reads them every log_every steps; the log
+    equals the same steps read with .item() each step, and the canonical loop's."""
+    cfg = config(steps=7, log_every=3, grid_every=100, snapshot_every=100, checkpoint_every=100)
+    train(cfg, tmp_path / "train", images=mnist)
+    logged = read_metrics(tmp_path / "train")
+    per_step, _, batches, noises = fast_steps(cfg, mnist, tmp_path / "steps", n=7, sync_every_step=True)
+    assert [r["step"] for r in logged] == list(range(7))
+    for row, ref in zip(logged, per_step, strict=True):
+        assert {k: row[k] for k in METRIC_NAMES} == ref  # bit-identical
+    canonical, _ = canonical_on(cfg, batches, noises)
+    assert_rows_close(logged, canonical)
+    result = json.loads((tmp_path / "train" / "result.json").read_text())
+    assert result["final_d_fake"] == pytest.approx(sum(r["d_fake"] for r in logged[-3:]) / 3)
+
+
+@pytest.mark.parametrize("change", ["lr", "noise", "batch"])
+def test_comparison_can_fail(tmp_path, mnist, change):
+    """Negative controls: a different lr, noise or batch is caught by the same checks."""
+    cfg = config()
+    fast, _, batches, noises = fast_steps(cfg, mnist, tmp_path)
+    if change == "lr":
+        cfg = config(lr_d=2.2e-4)
+    if change == "noise":
+        noises = noises[:1] + [torch.randn_like(z) for z in noises[1:]]
+    if change == "batch":
+        batches = batches[:2] + [batches[2].flip(0)] + batches[3:]
+    canonical, _ = canonical_on(cfg, batches, noises)
+    with pytest.raises(AssertionError):
+        assert_rows_close(fast, canonical)
+
+
+@pytest.mark.slow
+def test_compiled_step_equals_canonical(tmp_path, mnist):
+    cfg = config(compile=True)
+    fast, run, batches, noises = fast_steps(cfg, mnist, tmp_path)
+    canonical, (g, _) = canonical_on(cfg, batches, noises)
+    assert_rows_close(fast, canonical)
+    assert_weights_close(run.G, g)
