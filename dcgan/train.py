@@ -239,11 +239,14 @@ def train(
     progress: bool = False,
     stop_after: int | None = None,
     on_log: Callable[[int, dict], None] | None = None,
+    on_snapshot: Callable[[int, Generator], None] | None = None,
 ) -> dict:
     """Train (or resume, or return the finished result of) the run in `run_dir`.
 
     `stop_after` stops after that step without finishing, as a kill would (for tests);
-    `on_log(step, row)` sees every flushed window's last row (the tuner prunes from it).
+    `on_log(step, row)` sees every flushed window's last row; `on_snapshot(step, G)` sees
+    the generator at each snapshot (the tuner scores and prunes there; an exception it
+    raises stops the run, with the previous checkpoint intact).
     """
     run_dir = Path(run_dir)
     result_path = run_dir / "result.json"
@@ -300,6 +303,8 @@ def train(
             run.save_grid()
         if run.step % cfg.snapshot_every == 0 or at_end:
             run.save_snapshot()
+            if on_snapshot is not None:
+                on_snapshot(run.step, run.G)
         if run.step % cfg.checkpoint_every == 0 or at_end:
             atomic_torch_save(run.checkpoint_state(), checkpoint)
         if stop_after is not None and run.step >= stop_after and not at_end:

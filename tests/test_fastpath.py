@@ -40,7 +40,8 @@ def fast_steps(cfg, images, run_dir, n=N_STEPS, skip_d_weight_grads=True, sync_e
     run.skip_d_weight_grads = skip_d_weight_grads
     batches, noises = [], []
     real_batch, noise_batch = run.real_batch, run.noise_batch
-    run.real_batch = lambda: batches.append(real_batch()) or batches[-1]
+    dtype = torch.get_default_dtype()  # the fixture `float64` makes the models double
+    run.real_batch = lambda: batches.append(real_batch().to(dtype)) or batches[-1]
     run.noise_batch = lambda: noises.append(noise_batch()) or noises[-1]
     window = []
     for _ in range(n):

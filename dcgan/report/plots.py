@@ -234,16 +234,17 @@ def final_scores(runs: pd.DataFrame, arms: list[str], floor: dict | None) -> byt
         fig = Figure(figsize=(WIDTH_IN, 0.42 * len(shown) + 1.3))
         axes = fig.subplots(1, 2, sharey=True)
         for ax, metric in zip(axes, ("fid", "kid"), strict=True):
-            sns.boxplot(
-                data=done,
-                x=metric,
-                y="arm",
-                order=order,
-                ax=ax,
-                color="#dfe6ee",
+            ax.boxplot(
+                [done.loc[done["arm"] == arm, metric].dropna() for arm in order],
+                positions=range(len(order)),
+                orientation="horizontal",
+                widths=0.55,
                 showfliers=False,
-                width=0.55,
-                linewidth=0.9,
+                patch_artist=True,
+                boxprops={"facecolor": "#dfe6ee", "edgecolor": "#8795a6", "linewidth": 0.9},
+                medianprops={"color": "#34495e", "linewidth": 1.2},
+                whiskerprops={"color": "#8795a6"},
+                capprops={"color": "#8795a6"},
             )
             sns.stripplot(
                 data=done,

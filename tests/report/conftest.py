@@ -32,10 +32,9 @@ def _grid_png(path: Path, seed: int, step: int) -> Path:
     return path
 
 
-def _curves(arm: str, seed: int, last_step: int, rng: np.random.Generator) -> list[dict]:
+def _curves(arm: str, seed: int, level: float, diverging: bool, last_step: int, rng) -> list[dict]:
     rows = []
     steps = np.arange(0, last_step + 1, 25)
-    diverging = (arm, seed) in DIVERGED_AT
     for step in steps:
         t = step / TOTAL_STEPS
         g_loss = 27.0 * t if diverging else 2.5 + 0.5 * rng.standard_normal()
@@ -47,7 +46,7 @@ def _curves(arm: str, seed: int, last_step: int, rng: np.random.Generator) -> li
             "d_fake": max(0.0, 0.4 - 0.2 * t),
         }
         if step % 250 == 0:
-            fid = FID_LEVEL[arm] * (1 + 4 * (1 - t)) + SEED_OFFSET[seed]
+            fid = level * (1 + 4 * (1 - t)) + SEED_OFFSET[seed]
             values |= {"fid": fid, "kid": fid / 5000}
         rows += [
             {"arm": arm, "seed": seed, "step": int(step), "metric": k, "value": v}
@@ -109,7 +108,7 @@ def build_results(
             )
             if not done:
                 continue
-            curves += _curves(arm, seed, last_step, rng)
+            curves += _curves(arm, seed, levels[arm], bool(stop), last_step, rng)
             folder = root / "grids" / f"{len(grids)}"
             folder.mkdir(parents=True)
             grids[(arm, seed)] = [

@@ -1,0 +1,197 @@
+"""Store -> AblationResults (what a report renders) and -> a tidy CSV per ablation.
+
+This is the only place that reads ablation results out of Optuna, so `dcgan report`
+re-renders any ablation, finished or part done, without training anything.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from . import store
+from .atomic import atomic_write_bytes
+from .environment import git_commit, hardware, package_versions
+from .results import CURVE_COLUMNS, RUN_COLUMNS, AblationResults
+from .specs import AblationSpec, load_spec
+
+
+def collect_results(
+    spec: AblationSpec,
+    profile: str,
+    study: optuna.Study,
+    storage,
+    paths,
+    seeds: list[int] | None = None,
+    data: str | None = None,
+) -> AblationResults:
+    planned = spec.plan(profile, seeds, data)
+    prof = spec.profile(profile)
+    grouped = store.trials_by_key(study)
+    artifact_dir = Path(paths.artifacts)
+    runs, curves, grids = [], [], {}
+    protocol: dict = {}
+    for run in planned:
+        trials = grouped.get((run.arm, run.seed, run.config.hash()), [])
+        done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number)
+        row = dict.fromkeys(RUN_COLUMNS)
+        row.update(
+            arm=run.arm, seed=run.seed, is_baseline=run.arm == spec.baseline, status=store.live_status(trials),
+            config_hash=run.config.hash(), total_steps=run.config.total_steps,
+            precision="bf16" if run.config.amp == "bf16" else "fp32",
+        )  # fmt: skip
+        if done:
+            trial = done[0]
+            result = trial.user_attrs.get("result", {})
+            scores = trial.user_attrs.get("scores", {})
+            row.update(
+                status=result.get("status", "completed"),
+                diverged_at_step=result.get("diverged_at_step"),
+                divergence_reason=result.get("divergence_reason"),
+                steps_done=result.get("steps_done"), wall_s=result.get("wall_s"),
+                images_per_s=result.get("images_per_s"),
+                final_d_loss=result.get("final_d_loss"), final_g_loss=result.get("final_g_loss"),
+                final_d_real=result.get("final_d_real"), final_d_fake=result.get("final_d_fake"),
+                **{k: scores.get(k) for k in ("fid", "kid", "kid_std", "modes", "kl", "fid_metric", "kid_metric", "protocol_id", "scored_step")},
+            )  # fmt: skip
+            protocol = protocol or scores.get("protocol") or {}
+            curves += _curve_rows(run.arm, run.seed, trial, artifact_dir)
+            grids[(run.arm, run.seed)] = _grid_files(trial, artifact_dir)
+        runs.append(row)
+    runs_frame = pd.DataFrame(runs, columns=RUN_COLUMNS)
+    for col in ("fid", "kid", "kid_std", "modes", "kl", "wall_s", "images_per_s", "diverged_at_step", "steps_done"):
+        runs_frame[col] = pd.to_numeric(runs_frame[col], errors="coerce")
+    baseline_cfg = planned[0].config
+    notes = list(spec.notes)
+    setup = {
+        "data": baseline_cfg.data,
+        "image size": f"{baseline_cfg.image_size}x{baseline_cfg.image_size}x{baseline_cfg.channels}",
+        "profile": f"{profile}: {prof.description}",
+        "seeds": ", ".join(str(s) for s in sorted({r.seed for r in planned})),
+        "budget": _budget(planned),
+        "base recipe": spec.base_recipe,
+        "hardware": study.user_attrs.get("hardware") or hardware(),
+        "packages": ", ".join(f"{k} {v}" for k, v in package_versions().items()),
+        "git commit": git_commit(),
+        "store": store.redact(str(getattr(storage, "url", ""))),
+    }
+    return AblationResults(
+        name=spec.name, question=spec.question, profile=profile, baseline=spec.baseline,
+        arms={name: {**arm.overrides, **({"recipe": arm.recipe} if arm.recipe else {})} for name, arm in spec.arms.items()},
+        sources=spec.sources, claims=spec.claims, runs=runs_frame,
+        curves=pd.DataFrame(curves, columns=CURVE_COLUMNS), grids=grids, protocol=protocol,
+        floor=study.user_attrs.get("floor"), setup=setup, notes=notes, spec_path=str(spec.path),
+    )  # fmt: skip
+
+
+def _budget(planned) -> str:
+    by_arm = {}
+    for run in planned:
+        by_arm.setdefault(run.arm, run.config)
+    parts = {f"{c.total_steps} steps x batch {c.batch_size} ({c.total_steps * c.batch_size / 1000:g} kimg)" for c in by_arm.values()}
+    return "; ".join(sorted(parts))
+
+
+def _curve_rows(arm: str, seed: int, trial, artifact_dir: Path) -> list[dict]:
+    rows = []
+    for metric in ("fid", "kid"):
+        for step, value in trial.user_attrs.get(f"{metric}_curve", []):
+            rows.append({"arm": arm, "seed": seed, "step": step, "metric": metric, "value": value})
+    path = _artifact_path(trial, artifact_dir, "curves.json")
+    if path is not None:
+        curves = json.loads(path.read_text())
+        steps = curves.get("step", [])
+        for metric, values in curves.items():
+            if metric == "step":
+                continue
+            rows += [{"arm": arm, "seed": seed, "step": s, "metric": metric, "value": v} for s, v in zip(steps, values, strict=True)]
+    return rows
+
+
+def _artifact_path(trial, artifact_dir: Path, filename: str) -> Path | None:
+    for meta in optuna.artifacts.get_all_artifact_meta(trial):
+        if meta.filename == filename and (artifact_dir / meta.artifact_id).exists():
+            return artifact_dir / meta.artifact_id
+    return None
+
+
+def _grid_files(trial, artifact_dir: Path) -> list[tuple[int, Path]]:
+    """FileSystemArtifactStore keeps each artifact as a file named by its id: link, don't copy."""
+    grids = []
+    for meta in optuna.artifacts.get_all_artifact_meta(trial):
+        if meta.filename.startswith("step_") and meta.filename.endswith(".png"):
+            path = artifact_dir / meta.artifact_id
+            if path.exists():
+                grids.append((int(meta.filename[5:-4]), path))
+    return sorted(grids)
+
+
+def export_table(results: AblationResults, paths) -> Path:
+    """One row per run, every column the report uses: for pandas, R or a spreadsheet."""
+    out = Path(paths.tables) / f"{results.name}-{results.profile}.csv"
+    frame = results.runs.copy()
+    frame.insert(0, "ablation", results.name)
+    frame.insert(1, "profile", results.profile)
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    atomic_write_bytes(out, buffer.getvalue().encode())
+    return out
+
+
+def summaries(storage, paths) -> list[dict]:
+    """One summary per ablation study in the store, for the index page."""
+    from .report import summary
+
+    out = []
+    for s in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        parts = s.study_name.split("/")
+        if parts[0] != "ablate" or len(parts) < 3:
+            continue
+        try:
+            spec = load_spec(parts[1])
+        except Exception:
+            continue
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
+        data = "/".join(parts[3:]) or None
+        results = collect_results(spec, parts[2], study, storage, paths, data=data)
+        out.append(summary(results))
+    return out
+
+
+def render_from_store(names: list[str], profile: str, storage_url: str | None, paths=None) -> list[Path]:
+    from .report import render_index, render_report
+    from .runner import Paths, study_name
+
+    paths = paths or Paths()
+    url = storage_url or paths.default_storage
+    storage = store.open_storage(url)
+    known = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if not names:
+        names = sorted({n.split("/")[1] for n in known if n.startswith("ablate/") and n.split("/")[2] == profile})
+    pages = []
+    for name in names:
+        spec = load_spec(name)
+        sname = study_name(spec, profile, None)
+        if sname not in known:
+            raise store_error(name, profile, url, known)
+        study = optuna.load_study(study_name=sname, storage=storage)
+        results = collect_results(spec, profile, study, storage, paths)
+        pages.append(render_report(results, paths.reports))
+    render_index(summaries(storage, paths), paths.reports)
+    return pages
+
+
+def store_error(name: str, profile: str, url: str, known: set[str]):
+    from .config import ConfigError
+
+    have = sorted(n for n in known if n.startswith("ablate/"))
+    return ConfigError(
+        f"no results for ablation {name!r} profile {profile!r} in {store.redact(url)}; "
+        f"the store holds: {', '.join(have) or 'nothing yet'} (run `nox -s ablate -- {name}` first)"
+    )
+

@@ -1,0 +1,115 @@
+"""The page: everything a reviewer needs, escaped, self-contained, and robust to part-done runs."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from dcgan.report import render_index, render_report, summary
+from dcgan.report.render import page_name
+from tests.report.conftest import ARMS, SEEDS, build_results
+
+SCRIPT_ARM = "<script>alert(1)</script>"
+
+
+def test_report_has_verdicts_tables_claims_protocol_and_plots(results, tmp_path):
+    path = render_report(results, tmp_path / "out")
+    assert path == tmp_path / "out" / "activations.html"
+    html = path.read_text()
+    assert [p.name for p in path.parent.iterdir()] == ["activations.html"]  # no temp file left
+    for expected in [
+        results.question,
+        "Resolved vs baseline on FID: lr 3e-4 better, G selu / D selu worse.",
+        "Diverged in 2 of 3 seeds, at about step 425.",
+        "real vs real (floor)",
+        "Paired 95% CI",
+        "Unpaired 95% CI",
+        "Resolved?",
+        "A higher learning rate helps.",
+        "g loss: reported 27",
+        "inception-v3-compat",
+        "c2b19a28b17c28e8036c0648960a3fec0d5594216eccfe8afad46b8baed0c139",
+        "git commit",
+        "bce arms run in fp32 under AMP.",
+        "8 of 9 runs done",
+    ]:
+        assert expected in html, expected
+    assert html.index("Verdict") < html.index("Results per arm") < html.index("Samples")
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', html)) == 4 + 3 + 5 + 5 + 2
+
+
+def test_page_is_self_contained(results, tmp_path):
+    html = render_report(results, tmp_path).read_text()
+    assert "<script" not in html and "<link" not in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert set(re.findall(r'src="([a-z]+):', html)) == {"data"}
+
+
+def test_user_text_is_escaped(tmp_path):
+    arms = {"baseline": {}, SCRIPT_ARM: {"lr_g": "<b>3e-4</b>"}, "G selu / D selu": {}}
+    results = build_results(tmp_path, arms=arms, name="escape")
+    results.notes.append("<img src=x onerror=alert(2)>")
+    html = render_report(results, tmp_path / "out").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert SCRIPT_ARM not in html and "<b>3e-4</b>" not in html and "<img src=x" not in html
+
+
+def test_part_done_ablation_renders_with_banner(tmp_path):
+    unfinished = {("lr 3e-4", 2): "missing", ("baseline", 1): "failed"}
+    unfinished |= {("G selu / D selu", seed): "waiting" for seed in SEEDS}
+    results = build_results(tmp_path, unfinished=unfinished)
+    html = render_report(results, tmp_path / "out").read_text()
+    assert "4 of 9 runs done" in html
+    for arm, seed, status in [
+        ("lr 3e-4", 2, "missing"),
+        ("baseline", 1, "failed"),
+        ("G selu / D selu", 0, "waiting"),
+    ]:
+        assert f"{arm}/{seed}</span> ({status})" in html
+    assert "No finished runs yet (0 of 3)." in html
+    assert "Arms with no finished runs are left out of the plots: G selu / D selu." in html
+    assert "No sample grid yet" in html
+
+
+def test_ablation_with_no_finished_runs_renders(tmp_path):
+    waiting = {(arm, seed): "waiting" for arm in ARMS for seed in SEEDS}
+    html = render_report(build_results(tmp_path, unfinished=waiting), tmp_path / "out").read_text()
+    assert "0 of 9 runs done" in html and "No finished runs yet." in html
+    assert "nothing to plot yet" in html
+
+
+def test_one_seed_arms_render_without_cis(tmp_path):
+    results = build_results(tmp_path)
+    results.runs = results.runs[results.runs["seed"] == 0].reset_index(drop=True)
+    html = render_report(results, tmp_path / "out").read_text()
+    assert "(1 seed, no CI)" in html and "too few seeds" in html
+
+
+def test_summary_and_index(results, tmp_path):
+    other = build_results(tmp_path / "b", arms={"baseline": {}, SCRIPT_ARM: {}}, name="odd name #1")
+    summaries = [summary(results), summary(other)]
+    assert summaries[0] == {
+        "name": "activations",
+        "question": results.question,
+        "verdict": "Resolved vs baseline on FID: lr 3e-4 better, G selu / D selu worse.",
+        "runs_done": 8,
+        "runs_expected": 9,
+        "profile": "smoke",
+    }
+    html = render_index(summaries, tmp_path).read_text()
+    assert 'href="activations.html"' in html and 'href="odd%20name%20%231.html"' in html
+    assert "&lt;script&gt;" in html and SCRIPT_ARM not in html
+
+
+@pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden", "index"])
+def test_unsafe_page_names_are_refused(name):
+    with pytest.raises(ValueError, match="cannot be a file name"):
+        page_name(name)
+
+
+def test_diverged_runs_fid_counts_in_the_mean(results, tmp_path):
+    selu = results.runs[results.runs["arm"] == "G selu / D selu"]
+    html = render_report(results, tmp_path).read_text()
+    assert f"{np.mean(selu['fid']):.1f}" in html

@@ -1,0 +1,105 @@
+"""The ablation runner end to end on the smoke profile, against a throwaway store."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dcgan import store
+from dcgan.runner import Paths, run_ablation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _trials(paths: Paths, name="ablate/loss/smoke"):
+    study = optuna.load_study(study_name=name, storage=store.open_storage(paths.default_storage))
+    return study.get_trials(deepcopy=False)
+
+
+def _final_fids(paths: Paths) -> dict:
+    done = [t for t in _trials(paths) if t.state == TrialState.COMPLETE]
+    return {(t.user_attrs["arm"], t.user_attrs["seed"]): t.user_attrs["scores"]["fid"] for t in done}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One uninterrupted smoke run of the `loss` ablation (2 arms x 2 seeds)."""
+    paths = Paths(tmp_path_factory.mktemp("results"), tmp_path_factory.mktemp("reports"))
+    lines = []
+    page = run_ablation("loss", "smoke", paths=paths, log=lines.append)
+    return paths, page, lines
+
+
+def test_ablation_trains_scores_stores_and_reports(finished):
+    paths, page, lines = finished
+    assert page == paths.reports / "loss.html" and page.exists()
+    assert (paths.reports / "index.html").exists()
+    done = [t for t in _trials(paths) if t.state == TrialState.COMPLETE]
+    assert sorted((t.user_attrs["arm"], t.user_attrs["seed"]) for t in done) == [("bce", 0), ("bce", 1), ("bce_logits", 0), ("bce_logits", 1)]
+    for t in done:
+        assert t.user_attrs["status"] in ("completed", "diverged")
+        assert t.user_attrs["scores"]["fid_metric"].startswith("fid_mnist")
+        assert len(t.user_attrs["fid_curve"]) >= 2  # FID over training
+        names = {m.filename for m in optuna.artifacts.get_all_artifact_meta(t)}
+        assert {"curves.json", "step_0000012.png", "step_0000024.png"} <= names
+    with open(paths.tables / "loss-smoke.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and {r["arm"] for r in rows} == {"bce", "bce_logits"}
+
+
+def test_rerunning_a_finished_ablation_trains_nothing(finished):
+    paths, _, _ = finished
+    before = {p: p.stat().st_mtime_ns for p in paths.runs.rglob("checkpoint.pt")}
+    n_trials = len(_trials(paths))
+    lines = []
+    run_ablation("loss", "smoke", paths=paths, log=lines.append)
+    assert any("0 newly queued" in line for line in lines)
+    assert len(_trials(paths)) == n_trials
+    assert {p: p.stat().st_mtime_ns for p in paths.runs.rglob("checkpoint.pt")} == before
+
+
+def test_adding_seeds_trains_only_the_new_ones(finished):
+    paths, _, _ = finished
+    lines = []
+    run_ablation("loss", "smoke", seeds=[0, 1, 2], paths=paths, log=lines.append, report=False)
+    assert any("2 newly queued" in line for line in lines)
+    trained = [line for line in lines if line.startswith("[w0]")]
+    assert len(trained) == 2 and all("seed 2" in line for line in trained)
+
+
+def test_two_workers_split_the_runs_without_duplicates(tmp_path):
+    paths = Paths(tmp_path / "results", tmp_path / "reports")
+    run_ablation("loss", "smoke", seeds=[0, 1, 2], workers=2, paths=paths, report=False, log=lambda s: None)
+    done = [t for t in _trials(paths) if t.state == TrialState.COMPLETE]
+    keys = [(t.user_attrs["arm"], t.user_attrs["seed"]) for t in done]
+    assert len(keys) == 6 and len(set(keys)) == 6
+    owners = {t.user_attrs["owner"]["pid"] for t in done}
+    assert len(owners) == 2, "both workers took runs"
+
+
+def test_killed_ablation_resumes_to_the_same_numbers(finished, tmp_path):
+    """SIGKILL the whole ablation at a moment during training, re-run: same end state."""
+    reference, _, _ = finished
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "dcgan", "ablate", "loss", "--profile", "smoke", "--no-report"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # wait until the first run has a checkpoint, then kill mid-ablation
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "results" / "runs").glob("*/checkpoint.pt")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    paths = Paths(tmp_path / "results", tmp_path / "reports")
+    assert len(_final_fids(paths)) < 4, "the kill landed before the ablation finished"
+    subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
+    fids = _final_fids(paths)
+    assert fids == {k: v for k, v in _final_fids(reference).items() if k[1] in (0, 1)}
+    keys = [(t.user_attrs["arm"], t.user_attrs["seed"]) for t in _trials(paths) if t.state == TrialState.COMPLETE]
+    assert len(keys) == len(set(keys)) == 4
