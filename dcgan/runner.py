@@ -24,7 +24,7 @@ import torch
 from optuna.trial import TrialState
 
 from . import store
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .specs import AblationSpec, load_spec
 from .train import read_metrics, train
@@ -87,7 +87,7 @@ def run_ablation(
     spec = load_spec(name)
     planned = spec.plan(profile, seeds, data)
     prof = spec.profile(profile)
-    _check_inputs(planned, prof.extractor)
+    _check_inputs(spec, planned, prof.extractor)
     url = store.storage_url(storage_url) if storage_url or os.environ.get("DCGAN_STORAGE") else paths.default_storage
     storage = store.open_storage(url)
     study = optuna.create_study(study_name=study_name(spec, profile, data), storage=storage, direction="minimize", load_if_exists=True)
@@ -132,14 +132,19 @@ def _refresh_index(paths: Paths, storage) -> None:
     render_index(summaries(storage, paths), paths.reports)
 
 
-def _check_inputs(planned, extractor: str) -> None:
-    """Fail before training: data that can't be loaded, an extractor that can't be built."""
-    seen = set()
+def _check_inputs(spec: AblationSpec, planned, extractor: str) -> None:
+    """Fail before training: data that can't be loaded, a batch larger than the data, an
+    extractor that can't be built."""
+    sizes: dict[tuple, int] = {}
     for run in planned:
         key = (run.config.data, run.config.image_size, run.config.channels)
-        if key not in seen:
-            seen.add(key)
-            load_images(*key)
+        if key not in sizes:
+            sizes[key] = len(load_images(*key))
+        if run.config.batch_size > sizes[key]:
+            raise ConfigError(
+                f"{spec.path}: arms.{run.arm}: batch_size={run.config.batch_size} is larger than "
+                f"the dataset {run.config.data!r} ({sizes[key]} images)"
+            )
     from .metrics.extractors import check_extractor
 
     check_extractor(extractor)

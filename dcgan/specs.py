@@ -231,6 +231,8 @@ def load_spec(name_or_path: str | Path, ablations_dir: Path | None = None) -> Ab
     raw = _load_toml(path)
     _check_keys(path, "", raw, SPEC_KEYS)
     defaults_path = path.parent / PROFILES_FILE
+    if not defaults_path.exists():  # a spec kept elsewhere still inherits the standard profiles
+        defaults_path = ABLATIONS_DIR / PROFILES_FILE
     defaults = _load_toml(defaults_path).get("profiles", {}) if defaults_path.exists() else {}
     for key in ("question", "base_recipe", "baseline"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():

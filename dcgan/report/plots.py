@@ -18,6 +18,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
 from dcgan.report import fmt
@@ -176,6 +177,9 @@ def _per_arm_pair(
             ax.set_title(_text(arm), fontsize=9)
             if log_y:
                 ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="upper right", ncol=2, frameon=False)
         fig.suptitle(title, x=0.01, ha="left", fontsize=10)
@@ -221,7 +225,7 @@ def _final_scores_legend(floor: dict | None) -> list[Line2D]:
 
 
 def final_scores(runs: pd.DataFrame, arms: list[str], floor: dict | None) -> bytes | None:
-    """Final FID and KID per seed: box over seeds, one dot per seed (red for diverged runs)."""
+    """Final FID and KID per seed: one dot per seed (red: diverged), a box over the seeds."""
     done = runs[runs["status"].isin(("completed", "diverged"))].copy()
     done["kid"] = pd.to_numeric(done["kid"], errors="coerce") * KID_SCALE
     done["fid"] = pd.to_numeric(done["fid"], errors="coerce")
@@ -234,18 +238,6 @@ def final_scores(runs: pd.DataFrame, arms: list[str], floor: dict | None) -> byt
         fig = Figure(figsize=(WIDTH_IN, 0.42 * len(shown) + 1.3))
         axes = fig.subplots(1, 2, sharey=True)
         for ax, metric in zip(axes, ("fid", "kid"), strict=True):
-            ax.boxplot(
-                [done.loc[done["arm"] == arm, metric].dropna() for arm in order],
-                positions=range(len(order)),
-                orientation="horizontal",
-                widths=0.55,
-                showfliers=False,
-                patch_artist=True,
-                boxprops={"facecolor": "#dfe6ee", "edgecolor": "#8795a6", "linewidth": 0.9},
-                medianprops={"color": "#34495e", "linewidth": 1.2},
-                whiskerprops={"color": "#8795a6"},
-                capprops={"color": "#8795a6"},
-            )
             sns.stripplot(
                 data=done,
                 x=metric,
@@ -258,6 +250,20 @@ def final_scores(runs: pd.DataFrame, arms: list[str], floor: dict | None) -> byt
                 size=5.5,
                 jitter=0.12,
                 legend=False,
+            )
+            ax.boxplot(
+                [done.loc[done["arm"] == arm, metric].dropna() for arm in order],
+                positions=range(len(order)),
+                orientation="horizontal",
+                widths=0.55,
+                showfliers=False,
+                patch_artist=True,
+                boxprops={"facecolor": "#dfe6ee", "edgecolor": "#8795a6", "linewidth": 0.9},
+                medianprops={"color": "#34495e", "linewidth": 1.2},
+                whiskerprops={"color": "#8795a6"},
+                capprops={"color": "#8795a6"},
+                manage_ticks=False,  # keep the stripplot's categorical axis
+                zorder=0.5,
             )
             if floor and fmt.is_number(floor.get(metric)):
                 scale = KID_SCALE if metric == "kid" else 1.0

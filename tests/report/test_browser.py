@@ -50,11 +50,6 @@ def driver(tmp_path_factory):
     chrome.quit()
 
 
-def _open(driver, page: Path) -> None:
-    driver.get(page.resolve().as_uri())
-    driver.get_log("browser")  # drop entries from the previous page
-
-
 def _severe_logs(driver) -> list[dict]:
     return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
@@ -107,6 +102,6 @@ def test_script_in_an_arm_name_is_shown_as_text(driver, tmp_path):
     assert "&lt;script&gt;" in page.read_text()
     driver.get(page.resolve().as_uri())
     with pytest.raises(NoAlertPresentException):
-        driver.switch_to.alert.text  # noqa: B018 - reading the alert is what raises
+        _ = driver.switch_to.alert
     assert SCRIPT_ARM in driver.find_element("tag name", "body").text
     assert driver.execute_script("return document.scripts.length") == 0
