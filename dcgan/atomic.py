@@ -14,6 +14,8 @@ from typing import IO, Any
 
 import torch
 
+from .faults import crash_point
+
 
 def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> None:
     path = Path(path)
@@ -25,6 +27,7 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        crash_point("atomic_write")  # a kill here leaves only a temp file behind
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from . import store
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
+from .faults import crash_point
 from .specs import AblationSpec, load_spec
 from .train import read_metrics, train
 
@@ -120,6 +121,7 @@ def run_ablation(
         return None
     from .report import render_index, render_report
 
+    crash_point("report")
     page = render_report(results, paths.reports)
     _refresh_index(paths, storage)
     return page
@@ -179,6 +181,7 @@ def work(job: WorkerJob, log=print) -> None:
                 study.tell(trial, state=TrialState.FAIL)
                 log(f"[w{job.worker}] {arm} seed {seed}: FAILED: {type(err).__name__}: {err}")
                 continue
+            crash_point("store_tell")
             study.tell(trial, value)
         log(f"[w{job.worker}] {arm} seed {seed}: {summary}")
 
@@ -193,6 +196,7 @@ def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) ->
         result = train(cfg, run_dir, images=images[key])
     from .metrics.fidelity import score_run
 
+    crash_point("score")
     scores = score_run(run_dir, extractor=job.extractor, n_fake=job.n_fake)
     final = _final_scores(scores)
     attrs = {

@@ -117,9 +117,9 @@ def reap_dead_workers(study: optuna.Study, storage: RDBStorage) -> int:
         if owner.get("host") == host and not _pid_alive(int(owner.get("pid", -1))):
             try:
                 if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                    storage.set_trial_user_attr(t._trial_id, "failure", "worker died")
-                    if callback is not None:
+                    if callback is not None:  # Optuna's retry: same attributes, WAITING again
                         callback(study, storage.get_trial(t._trial_id))
+                    storage.set_trial_user_attr(t._trial_id, "failure", "worker died")
                     reaped += 1
             except Exception:  # another worker reaped it first
                 continue

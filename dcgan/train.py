@@ -34,6 +34,7 @@ from torchvision.utils import save_image
 from .atomic import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
+from .faults import crash_point
 from .losses import discriminator_loss, generator_loss, probability
 from .models import Discriminator, Generator, build_models, generate, sub_seed
 from .schedules import lr_multiplier
@@ -276,6 +277,7 @@ def train(
         window[filled] = run.train_step()
         filled += 1
         run.step += 1
+        crash_point("train_step")
         at_end = run.step == total
         if not (at_end or filled == cfg.log_every or any(run.step % c == 0 for c in cadences)):
             continue

@@ -42,7 +42,7 @@ def difference_clause(d: stats.Difference) -> str:
     """'4.1 worse than baseline (paired 95% CI [...], p=..., d_z=...)', or why it is unresolved."""
     n = d.paired.n
     if n < 2:
-        return f"too few seeds scored in both it and {d.reference} to compare ({n})"
+        return f"too few seeds scored in both this arm and {d.reference} to compare ({n} paired)"
     ci = fmt.metric_ci(d.metric, d.paired.lo, d.paired.hi)
     if d.resolved:
         return (
@@ -101,11 +101,11 @@ def arm_verdicts(analysis: stats.Analysis) -> dict[str, ArmVerdict]:
 
 def overall_verdict(analysis: stats.Analysis, baseline: str) -> str:
     """One line for the index: which arms differ resolvably from the baseline on FID."""
-    verdicts = arm_verdicts(analysis)
-    if all(v.label == "no data" for v in verdicts.values()):
+    by_arm = arm_verdicts(analysis)
+    if all(v.label == "no data" for v in by_arm.values()):
         return "No finished runs yet."
     by_label: dict[str, list[str]] = {}
-    for arm, verdict in verdicts.items():
+    for arm, verdict in by_arm.items():
         by_label.setdefault(verdict.label, []).append(arm)
     resolved = [
         f"{arm} {label}" for label in ("better", "worse") for arm in by_label.get(label, [])
@@ -117,7 +117,7 @@ def overall_verdict(analysis: stats.Analysis, baseline: str) -> str:
     ]
     for label, title in (
         ("not resolved", "Not resolved"),
-        ("diverged", "Diverged in every seed"),
+        ("diverged", "Diverged in every finished seed"),
         ("no data", "No finished runs"),
     ):
         if by_label.get(label):
@@ -190,9 +190,8 @@ def claim_verdict(claim: Claim, results: AblationResults, analysis: stats.Analys
     arms = {a.arm: a for a in analysis.arms}
     if claim.kind == "info":
         return ClaimVerdict(claim, None, reported or "Context only; nothing to measure.")
-    missing = [a for a in (claim.arm, claim.vs or results.baseline) if a not in arms]
-    if claim.kind == "diverges":
-        missing = missing[:1]
+    needed = [claim.arm] if claim.kind == "diverges" else [claim.arm, claim.vs or results.baseline]
+    missing = [a for a in needed if a not in arms]
     if missing:
         return ClaimVerdict(claim, CANT_TELL, f"Arm {missing[0]!r} is not in this ablation.")
     if claim.kind == "diverges":

@@ -90,6 +90,12 @@ def test_claim_on_an_arm_not_in_the_ablation_cannot_tell():
     assert verdict.verdict == verdicts.CANT_TELL and "'ghost'" in verdict.sentence
 
 
+def test_divergence_claim_needs_only_its_arm():
+    runs = runs_frame({"selu": {0: 150.0, 1: 160.0}}, status="diverged")
+    verdict = _verdict(Claim("004", "fails", "diverges", arm="selu"), runs)  # no 'base' arm at all
+    assert verdict.verdict == verdicts.AGREE
+
+
 def test_unknown_claim_kind_is_an_error():
     with pytest.raises(ValueError, match="'faster'"):
         _verdict(Claim("004", "x", "faster", arm="base"), runs_frame({"base": BASE}))
@@ -143,7 +149,7 @@ def test_overall_verdict_names_only_resolved_arms_as_better_or_worse():
     analysis = stats.analyse(results_from_runs(runs, baseline="base"))
     assert verdicts.overall_verdict(analysis, "base") == (
         "Resolved vs base on FID: good better. Not resolved: noise. "
-        "Diverged in every seed: selu. No finished runs: later."
+        "Diverged in every finished seed: selu. No finished runs: later."
     )
 
 
