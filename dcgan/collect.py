@@ -81,12 +81,17 @@ def collect_results(
         "store": store.redact(str(getattr(storage, "url", ""))),
     }
     return AblationResults(
-        name=spec.name, question=spec.question, profile=profile, baseline=spec.baseline,
+        name=page_name(spec.name, profile), question=spec.question, profile=profile, baseline=spec.baseline,
         arms={name: {**arm.overrides, **({"recipe": arm.recipe} if arm.recipe else {})} for name, arm in spec.arms.items()},
         sources=spec.sources, claims=spec.claims, runs=runs_frame,
         curves=pd.DataFrame(curves, columns=CURVE_COLUMNS), grids=grids, protocol=protocol,
         floor=study.user_attrs.get("floor"), setup=setup, notes=notes, spec_path=str(spec.path),
     )  # fmt: skip
+
+
+def page_name(ablation: str, profile: str) -> str:
+    """reports/activation.html is the cpu profile (the default); others are suffixed."""
+    return ablation if profile == "cpu" else f"{ablation}-{profile}"
 
 
 def _budget(planned) -> str:
@@ -133,7 +138,7 @@ def _grid_files(trial, artifact_dir: Path) -> list[tuple[int, Path]]:
 
 def export_table(results: AblationResults, paths) -> Path:
     """One row per run, every column the report uses: for pandas, R or a spreadsheet."""
-    out = Path(paths.tables) / f"{results.name}-{results.profile}.csv"
+    out = Path(paths.tables) / f"{results.name.removesuffix('-' + results.profile)}-{results.profile}.csv"
     frame = results.runs.copy()
     frame.insert(0, "ablation", results.name)
     frame.insert(1, "profile", results.profile)

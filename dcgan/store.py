@@ -49,17 +49,20 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def open_storage(url: str | None = None) -> RDBStorage:
+def open_storage(url: str | None = None, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> RDBStorage:
+    """The store; tests shorten `heartbeat_s`/`grace_s` to see a dead worker's trial fail fast."""
     url = storage_url(url)
     engine_kwargs = {}
+    if url.startswith("postgresql://"):  # SQLAlchemy 2.1 picks psycopg 3 here; we ship psycopg2
+        url = "postgresql+psycopg2://" + url[len("postgresql://") :]
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 120}}
     return RDBStorage(
         url,
         engine_kwargs=engine_kwargs,
-        heartbeat_interval=HEARTBEAT_S,
-        grace_period=GRACE_S,
+        heartbeat_interval=heartbeat_s,
+        grace_period=grace_s,
         failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=False),
     )
 

@@ -39,7 +39,7 @@ def finished(tmp_path_factory):
 
 def test_ablation_trains_scores_stores_and_reports(finished):
     paths, page, lines = finished
-    assert page == paths.reports / "loss.html" and page.exists()
+    assert page == paths.reports / "loss-smoke.html" and page.exists()
     assert (paths.reports / "index.html").exists()
     done = [t for t in _trials(paths) if t.state == TrialState.COMPLETE]
     assert sorted((t.user_attrs["arm"], t.user_attrs["seed"]) for t in done) == [("bce", 0), ("bce", 1), ("bce_logits", 0), ("bce_logits", 1)]

@@ -165,6 +165,10 @@ def _per_arm_pair(
     if not shown:
         return None
     log_y = log_y and all((b["lo"] > 0).all() for b in bands.values())
+    if log_y:
+        low = min(b["lo"].min() for b in bands.values() if not b.empty)
+        high = max(b["hi"].max() for b in bands.values() if not b.empty)
+        log_ticks = LogLocator(subs=(1.0,) if high / low > 100 else (1.0, 2.0, 5.0))
     with _style():
         fig, axes = _facets(len(shown))
         for ax, arm in zip(axes, shown, strict=True):
@@ -177,7 +181,7 @@ def _per_arm_pair(
             ax.set_title(_text(arm), fontsize=9)
             if log_y:
                 ax.set_yscale("log")
-                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_locator(log_ticks)
                 ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
                 ax.yaxis.set_minor_formatter(NullFormatter())
         handles, labels = axes[0].get_legend_handles_labels()

@@ -49,7 +49,8 @@ def page_name(name: str) -> str:
         or f"{name}.html" == INDEX
     ):
         raise ValueError(
-            f"ablation name {name!r} cannot be a file name: use letters, digits, - and _"
+            f"ablation name {name!r} cannot be a file name: it must not be empty, contain '/' "
+            f"or '\\', start with '.', or be 'index'"
         )
     return f"{name}.html"
 
@@ -109,6 +110,7 @@ def _generated() -> str:
 
 
 def render_report(results: AblationResults, out_dir: Path) -> Path:
+    path = Path(out_dir) / page_name(results.name)
     analysis = stats.analyse(results)
     names = [a.arm for a in analysis.arms]
     done, expected, unfinished = _progress(analysis)
@@ -134,7 +136,6 @@ def render_report(results: AblationResults, out_dir: Path) -> Path:
             generated=_generated(),
         )
     )
-    path = Path(out_dir) / page_name(results.name)
     atomic_write_text(path, html)
     return path
 

@@ -70,5 +70,5 @@ def test_twenty_kills_then_same_end_state(tmp_path, tally):
     assert final.returncode == 0, final.stdout[-2000:]
     assert _end_state(work) == expected
     _no_partial_files_in_use(work)
-    assert (work / "reports" / "loss.html").exists()
+    assert (work / "reports" / "loss-smoke.html").exists()
     tally("SIGKILLs survived (smoke ablation)", kills, kills)

@@ -37,7 +37,7 @@ def _curves(arm: str, seed: int, level: float, diverging: bool, last_step: int, 
     steps = np.arange(0, last_step + 1, 25)
     for step in steps:
         t = step / TOTAL_STEPS
-        g_loss = 27.0 * t if diverging else 2.5 + 0.5 * rng.standard_normal()
+        g_loss = 1.0 + 26.0 * t if diverging else 2.5 + 0.5 * rng.standard_normal()
         d_loss = 0.001 if diverging and t > 0.3 else 0.7 + 0.1 * rng.standard_normal()
         values = {
             "d_loss": d_loss,
