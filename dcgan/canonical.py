@@ -95,7 +95,7 @@ def canonical_steps(
     else:
         batches = iter(loader_or_images)
 
-    for _, data in zip(range(n_steps), batches):
+    for data in itertools.islice(batches, n_steps):
         # (1) Update D: maximize log(D(x)) + log(1 - D(G(z)))
         netD.zero_grad()
         real = data.to(device)

@@ -36,6 +36,7 @@ def collect_results(
     artifact_dir = Path(paths.artifacts)
     runs, curves, grids = [], [], {}
     protocol: dict = {}
+    floor: dict | None = None
     for run in planned:
         trials = grouped.get((run.arm, run.seed, run.config.hash()), [])
         done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number)
@@ -60,6 +61,7 @@ def collect_results(
                 **{k: scores.get(k) for k in ("fid", "kid", "kid_std", "modes", "kl", "fid_metric", "kid_metric", "protocol_id", "scored_step")},
             )  # fmt: skip
             protocol = protocol or scores.get("protocol") or {}
+            floor = floor or trial.user_attrs.get("floor") or None
             curves += _curve_rows(run.arm, run.seed, trial, artifact_dir)
             grids[(run.arm, run.seed)] = _grid_files(trial, artifact_dir)
         runs.append(row)
@@ -85,7 +87,7 @@ def collect_results(
         arms={name: {**arm.overrides, **({"recipe": arm.recipe} if arm.recipe else {})} for name, arm in spec.arms.items()},
         sources=spec.sources, claims=spec.claims, runs=runs_frame,
         curves=pd.DataFrame(curves, columns=CURVE_COLUMNS), grids=grids, protocol=protocol,
-        floor=study.user_attrs.get("floor"), setup=setup, notes=notes, spec_path=str(spec.path),
+        floor=floor, setup=setup, notes=notes, spec_path=str(spec.path),
     )  # fmt: skip
 
 

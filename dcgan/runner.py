@@ -147,9 +147,9 @@ def _check_inputs(spec: AblationSpec, planned, extractor: str) -> None:
                 f"{spec.path}: arms.{run.arm}: batch_size={run.config.batch_size} is larger than "
                 f"the dataset {run.config.data!r} ({sizes[key]} images)"
             )
-    from .metrics.extractors import check_extractor
+    from .metrics.extractors import get_extractor
 
-    check_extractor(extractor)
+    get_extractor(extractor).weights_sha256  # builds/verifies the weights, or says what to install
 
 
 @contextmanager
@@ -204,8 +204,9 @@ def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) ->
         "status": result["status"],
         "result": result,
         "scores": final,
-        "fid_curve": [[s["step"], s["value"]] for s in scores if s["metric"].startswith("fid")],
-        "kid_curve": [[s["step"], s["value"]] for s in scores if s["metric"].startswith("kid")],
+        "fid_curve": _curve(scores, "fid"),
+        "kid_curve": _curve(scores, "kid"),
+        "floor": _floor(scores),
     }
     for name, value in attrs.items():
         trial.set_user_attr(name, value)
@@ -219,25 +220,44 @@ def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) ->
     return value, summary
 
 
+SCORE_FIELDS = (("modes_kl_", "kl"), ("modes_", "modes"), ("fid_", "fid"), ("kid_", "kid"), ("precision_", "precision"), ("recall_", "recall"))
+
+
+def _field(metric: str) -> str | None:
+    return next((name for prefix, name in SCORE_FIELDS if metric.startswith(prefix)), None)
+
+
 def _final_scores(scores: list[dict]) -> dict:
-    """FID/KID (and mode coverage) at the last scored snapshot, with the metric names."""
-    if not scores:
+    """Scores at the last scored snapshot, with the metric names that state their protocol."""
+    generator = [s for s in scores if s.get("kind") == "generator" and s.get("step") is not None]
+    if not generator:
         return {}
-    last = max(s["step"] for s in scores)
+    last = max(s["step"] for s in generator)
     out: dict = {"scored_step": last}
-    for s in scores:
-        if s["step"] != last:
+    for s in generator:
+        name = _field(s["metric"])
+        if s["step"] != last or name is None:
             continue
-        metric = s["metric"]
-        for prefix in ("fid", "kid", "modes", "kl"):
-            if metric.startswith(prefix):
-                out[prefix] = s["value"]
-                out[f"{prefix}_metric"] = metric
-                if prefix == "kid" and "std" in s:
-                    out["kid_std"] = s["std"]
-        out["protocol_id"] = s.get("protocol_id")
-        out["protocol"] = s.get("protocol")
+        out[name] = s["value"]
+        out[f"{name}_metric"] = s["metric"]
+        if name == "kid":
+            out["kid_std"] = s.get("std")
+            out["protocol_id"] = s["protocol_id"]
+            out["protocol"] = s["protocol"]
     return out
+
+
+def _curve(scores: list[dict], field: str) -> list[list]:
+    return sorted(
+        [s["step"], s["value"]] for s in scores
+        if s.get("kind") == "generator" and s.get("step") is not None and _field(s["metric"]) == field
+    )  # fmt: skip
+
+
+def _floor(scores: list[dict]) -> dict:
+    floor = {_field(s["metric"]): s["value"] for s in scores if s.get("kind") == "floor"}
+    floor.update({"kid_std": s.get("std") for s in scores if s.get("kind") == "floor" and _field(s["metric"]) == "kid"})
+    return floor
 
 
 def _upload_artifacts(trial: optuna.Trial, run_dir: Path, artifacts) -> None:

@@ -66,6 +66,12 @@ def _grad_norm(params: list[torch.nn.Parameter]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
+def _loss_precision(out: torch.Tensor) -> torch.Tensor:
+    """D's bf16 output (autocast) goes to fp32 for the loss; fp32 and float64 stay as they are
+    (the equivalence tests run in float64: a cast to fp32 there would add rounding noise)."""
+    return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+
+
 class Run:
     """State of one training run; `train()` below is the readable entry point."""
 
@@ -136,8 +142,8 @@ class Run:
         with self.autocast():
             fake = self.g_forward(self.noise_batch())
             # (1) D: maximise log D(x) + log(1 - D(G(z)))
-            real_out = self.d_forward(real).float()
-            fake_out = self.d_forward(fake.detach()).float()
+            real_out = _loss_precision(self.d_forward(real))
+            fake_out = _loss_precision(self.d_forward(fake.detach()))
             d_loss = discriminator_loss(real_out, fake_out, cfg.loss, cfg.d_loss_reduction)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -150,7 +156,7 @@ class Run:
             with self.autocast():
                 if k > 0 or cfg.g_fresh_noise:
                     fake = self.g_forward(self.noise_batch())
-                g_out = self.d_forward(fake).float()
+                g_out = _loss_precision(self.d_forward(fake))
                 g_loss = generator_loss(g_out, cfg.loss)
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()

@@ -73,13 +73,25 @@ def postgres_url(db: str = "dcgan", user: str = "dcgan") -> Iterator[str]:
             port = _free_port()
             options = f"-k {root} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
             try:
-                run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", options, "start")
+                run(
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(log),
+                    "-w",
+                    "-o",
+                    options,
+                    "start",
+                )
                 started = True
                 break
             except subprocess.CalledProcessError:
                 continue
         if not started:
-            raise RuntimeError(f"PostgreSQL did not start: {log.read_text() if log.exists() else ''}")
+            raise RuntimeError(
+                f"PostgreSQL did not start: {log.read_text() if log.exists() else ''}"
+            )
         env = {**os.environ, "PGPASSWORD": password}
         subprocess.run(
             [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, db],

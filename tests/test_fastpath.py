@@ -152,7 +152,8 @@ def test_uint8_resident_batches_equal_totensor_normalize(tmp_path, mnist):
     dataset = image_folder_loader(root, cfg, workers=0).dataset
     order, b = epoch_order(cfg.seed, 0, len(mnist)), cfg.batch_size
     decoded = [
-        torch.stack([dataset[int(i)][0] for i in order[k * b : (k + 1) * b]]) for k in range(N_STEPS)
+        torch.stack([dataset[int(i)][0] for i in order[k * b : (k + 1) * b]])
+        for k in range(N_STEPS)
     ]
     for ours, theirs in zip(batches, decoded, strict=True):
         assert torch.equal(ours, theirs)
@@ -167,7 +168,9 @@ def test_values_read_every_n_steps_equal_item_every_step(tmp_path, mnist):
     cfg = config(channels_last=False, steps=7, log_every=3, **cadence)
     train(cfg, tmp_path / "train", images=mnist)
     logged = read_metrics(tmp_path / "train")
-    per_step, _, batches, noises = fast_steps(cfg, mnist, tmp_path / "steps", n=7, sync_every_step=True)
+    per_step, _, batches, noises = fast_steps(
+        cfg, mnist, tmp_path / "steps", n=7, sync_every_step=True
+    )
     assert [r["step"] for r in logged] == list(range(7))
     assert [{k: r[k] for k in METRIC_NAMES} for r in logged] == per_step
     canonical, _ = canonical_on(cfg, batches, noises)

@@ -1,0 +1,210 @@
+"""Feature extractors, registered with torch-fidelity so FID/KID run through its code path.
+
+`mnist`: the penultimate layer ('128') of the committed MNIST classifier. torch-fidelity's
+input contract is uint8 (N, C, H, W); this extractor accepts C = 1 or 3 and averages RGB to
+gray (in float, before scaling), so 3-channel images are scored by their luminance-like mean:
+for Stacked MNIST that blurs the three digits into one, which is why its modes are counted
+per channel (`classify_digits`) rather than from these features. Other sizes are resized
+to 32 (bilinear, antialiased).
+
+`inception`: torch-fidelity's own `inception-v3-compat` ('2048'), fed the offline weights of
+`dcgan.metrics.inception`; grayscale images are repeated to 3 channels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_fidelity import FeatureExtractorBase, register_feature_extractor
+from torch_fidelity.helpers import vassert
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor
+
+from . import mnist_net
+
+MNIST_FEATURES = str(mnist_net.FEATURE_DIM)
+MNIST_INPUT_VERSION = 1  # bump when the mnist extractor's preprocessing changes
+# Every run, arm and snapshot is scored on the same latent vectors: torch-fidelity's 'normal'
+# noise stream (numpy RandomState) from this seed, independent of the batch size.
+EVAL_NOISE_SEED = 20_260_101
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def quantise_to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] -> uint8 exactly as real images are stored: round, clamp.
+
+    Fakes reach the extractors through this and nothing else (never a lossy file format),
+    so real and fake images differ only in what the generator drew.
+    """
+    return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def _to_classifier_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W), C in (1, 3) -> float (N, 1, 32, 32) in [-1, 1]."""
+    x = images.float()
+    if x.shape[1] == 3:
+        x = x.mean(dim=1, keepdim=True)
+    if x.shape[-2:] != (mnist_net.IMAGE_SIZE, mnist_net.IMAGE_SIZE):
+        x = F.interpolate(x, size=mnist_net.IMAGE_SIZE, mode="bilinear", antialias=True)
+    return (x / 127.5 - 1.0).contiguous(memory_format=torch.channels_last)
+
+
+class MnistFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity extractor 'mnist': features '128' (penultimate) and 'logits'."""
+
+    def __init__(self, name: str, features_list: list[str], **kwargs):
+        # torch-fidelity passes every calculate_metrics kwarg; none of them concern this net
+        super().__init__(name, features_list)
+        self.net = mnist_net.load_classifier()
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return MNIST_FEATURES, "logits"
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return {"isc": "logits", "fid": MNIST_FEATURES, "kid": MNIST_FEATURES}.get(
+            metric, MNIST_FEATURES
+        )
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> torch.Tensor:
+        return torch.zeros(1, 1, mnist_net.IMAGE_SIZE, mnist_net.IMAGE_SIZE, dtype=torch.uint8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        vassert(torch.is_tensor(x) and x.dtype == torch.uint8, "Expecting uint8 images")
+        vassert(
+            x.dim() == 4 and x.shape[1] in (1, 3), f"Input is not Bx1xHxW or Bx3xHxW: {x.shape}"
+        )
+        features, logits = self.net.features_and_logits(_to_classifier_input(x))
+        named = {MNIST_FEATURES: features, "logits": logits}
+        return tuple(named[name] for name in self.features_list)
+
+
+if "mnist" not in FEATURE_EXTRACTORS_REGISTRY:
+    register_feature_extractor("mnist", MnistFeatureExtractor)
+
+
+# ---- the registry table ------------------------------------------------------------------
+def _mnist_weights() -> tuple[Path, str]:
+    return mnist_net.WEIGHTS_PATH, mnist_net.WEIGHTS_SHA256
+
+
+def _inception_weights() -> tuple[Path, str]:
+    from .inception import ensure_weights  # heavy and optional: only when asked for
+
+    weights = ensure_weights()
+    return Path(weights.path), weights.sha256
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    name: str  # ours, as it appears in metric names: fid_<name>_1k
+    fidelity_name: str  # torch-fidelity's registry name
+    feature_layer: str
+    input_channels: int | None  # None: takes 1 or 3; 3: grayscale is repeated to RGB
+    input_version: int  # part of every feature-cache key
+    default_n_fake: int
+    batch_size: int  # images per forward pass when featurising
+    _weights: Callable[[], tuple[Path, str]]
+
+    @property
+    def weights_path(self) -> Path:
+        return self._weights()[0]
+
+    @property
+    def weights_sha256(self) -> str:
+        return self._weights()[1]
+
+    def adapt_channels(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images in the channel layout this extractor takes (a view, no copy)."""
+        if self.input_channels == 3 and images.shape[-3] == 1:
+            return images.expand(*images.shape[:-3], 3, *images.shape[-2:])
+        return images
+
+
+EXTRACTORS: dict[str, ExtractorSpec] = {
+    "mnist": ExtractorSpec(
+        "mnist", "mnist", MNIST_FEATURES, None, MNIST_INPUT_VERSION, 1000, 1000, _mnist_weights
+    ),
+    # 1,000 fakes keeps a CPU scoring within minutes (about 0.3 s per image); pass
+    # n_fake=10_000 or 50_000 on a GPU for numbers closer to the literature's protocol.
+    "inception": ExtractorSpec(
+        "inception", "inception-v3-compat", "2048", 3, 1, 1000, 100, _inception_weights
+    ),
+}
+
+
+def get_extractor(name: str) -> ExtractorSpec:
+    if name not in EXTRACTORS:
+        raise ValueError(f"unknown extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
+    return EXTRACTORS[name]
+
+
+@functools.lru_cache(maxsize=4)
+def create_extractor(name: str, device: str) -> FeatureExtractorBase:
+    """torch-fidelity's extractor object for one of ours, on `device`, in eval mode."""
+    spec = get_extractor(name)
+    kwargs = {}
+    if spec.fidelity_name != "mnist":
+        kwargs["feature_extractor_weights_path"] = str(spec.weights_path)
+    extractor = create_feature_extractor(
+        spec.fidelity_name, [spec.feature_layer], cuda=False, verbose=False, **kwargs
+    )
+    return extractor.to(device)
+
+
+def nonfinite_weights(model: nn.Module) -> list[str]:
+    """Names of parameters/buffers holding NaN or inf: such a model is scored NaN, not run."""
+    state = model.state_dict()
+    return [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+
+
+# ---- digit classification (Stacked MNIST modes) ------------------------------------------
+@torch.no_grad()
+def classify_digits(
+    images: torch.Tensor, device: str | torch.device = "cpu", batch_size: int = 2000
+) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> int64 (N, C): each channel read as its own digit."""
+    net = mnist_net.load_classifier(device)
+    n, channels = images.shape[:2]
+    single = images.reshape(n * channels, 1, *images.shape[-2:])
+    digits = [
+        net(_to_classifier_input(chunk.to(device))).argmax(1).cpu()
+        for chunk in single.split(batch_size)
+    ]
+    return torch.cat(digits).reshape(n, channels)
+
+
+@contextlib.contextmanager
+def full_fp32_precision() -> Iterator[None]:
+    """Disable TF32 (cuBLAS, cuDNN) and oneDNN's reduced precision while features are taken.
+
+    TF32 moves Inception features by ~1e-3 relative; cuDNN convolutions default to TF32 in
+    this torch. Only the new fp32_precision API is used (mixing APIs is an error in torch).
+    """
+    settings = [torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.mkldnn]
+    saved = [s.fp32_precision for s in settings]
+    try:
+        for setting in settings:
+            setting.fp32_precision = "ieee"
+        yield
+    finally:
+        for setting, value in zip(settings, saved, strict=True):
+            setting.fp32_precision = value

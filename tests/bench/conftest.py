@@ -1,0 +1,131 @@
+"""Benchmarks: the fast path against the canonical loop, both timed in this process.
+
+The CPU may be shared with other work, so absolute times are noise; what this suite
+reports is ratios against a baseline measured in the same run (per-round minima: the
+least-disturbed round of each), and the fast path's conv-FLOP rate as a fraction of this
+machine's own large-conv throughput, measured at the start of the same run.
+
+Skipped unless benchmarks are enabled (`nox -s bench`, or `--benchmark-enable`): timing
+them once inside the ordinary test run would cost minutes and measure nothing.
+`DCGAN_BENCH_THREADS` sets torch's threads, default 1: on a 2-core machine shared with
+other work, 2 OpenMP threads stall at every op's barrier whenever one core is taken
+(measured: a cpu_default step 10-20x slower, and ratios that are noise). Set it to the core
+count on an idle machine. `DCGAN_BENCH_DEVICE` picks the device (default auto).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dcgan.canonical import write_png_folder
+from dcgan.data import ImageSet, load_images
+from dcgan.recipes import build_config
+
+torch.set_num_threads(int(os.environ.get("DCGAN_BENCH_THREADS", "1")))
+DEVICE = os.environ.get("DCGAN_BENCH_DEVICE", "auto")
+HERE = Path(__file__).parent
+
+# Filled by the benchmarks, printed by pytest_terminal_summary.
+THROUGHPUT: dict[str, dict[str, float]] = {}  # config -> {"baseline"|"fast": images/s}
+STEP_FLOPS: dict[str, float] = {}  # config -> FLOPs of one fast-path step
+PIECES: dict[str, float] = {}  # variant -> its time / the whole fast path's time
+CEILING: dict[str, float] = {}  # "flops_per_s", "gflop", "shape"
+_START = time.perf_counter()
+
+
+def _enabled(config: pytest.Config) -> bool:
+    return not config.getoption("benchmark_disable") or config.getoption("benchmark_enable")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _enabled(config):
+        return
+    skip = pytest.mark.skip(reason="benchmarks: run `nox -s bench` (or pass --benchmark-enable)")
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(skip)
+
+
+def config_for(recipe: str, **overrides):
+    return build_config(recipe, {"device": DEVICE, **overrides}, where="bench")
+
+
+@pytest.fixture(scope="session")
+def datasets() -> dict[tuple[int, int], ImageSet]:
+    return {}
+
+
+@pytest.fixture(scope="session")
+def image_set(datasets):
+    """The embedded MNIST at a config's size and channels (RGB at 64 for `tutorial`)."""
+
+    def get(cfg) -> ImageSet:
+        key = (cfg.image_size, cfg.channels)
+        if key not in datasets:
+            datasets[key] = load_images(cfg.data, cfg.image_size, cfg.channels)
+        return datasets[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def png_root(image_set, tmp_path_factory):
+    """The same images as PNG files, written once: what the canonical loop decodes."""
+    roots: dict[tuple[int, int], Path] = {}
+
+    def get(cfg) -> Path:
+        key = (cfg.image_size, cfg.channels)
+        if key not in roots:
+            folder = tmp_path_factory.mktemp(f"png{cfg.image_size}x{cfg.channels}")
+            roots[key] = write_png_folder(image_set(cfg).images, folder)
+        return roots[key]
+
+    return get
+
+
+def best_round_s(benchmark) -> float:
+    return benchmark.stats.stats.min
+
+
+def count_flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not (THROUGHPUT or PIECES or CEILING):
+        return
+    write = terminalreporter.write_line
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    terminalreporter.section("fast path vs canonical (ratios: same process, best rounds)")
+    write(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {load}")
+    ceiling = CEILING.get("flops_per_s")
+    if ceiling:
+        write(
+            f"conv-FLOP limit: {ceiling / 1e9:.1f} GFLOP/s (conv2d {CEILING['shape']}, best round)"
+        )
+    write(f"{'config':<14}{'baseline img/s':>16}{'fast img/s':>12}{'speed-up':>10}"
+          f"{'fast GFLOP/s':>14}{'of limit':>10}")  # fmt: skip
+    for name, row in THROUGHPUT.items():
+        base, fast = row.get("baseline"), row.get("fast")
+        ratio = f"{fast / base:.2f}x" if base and fast else "-"
+        rate = fast * STEP_FLOPS[name] / row["batch"] if fast and name in STEP_FLOPS else None
+        write(
+            f"{name:<14}{base or 0:>16.1f}{fast or 0:>12.1f}{ratio:>10}"
+            f"{rate / 1e9 if rate else 0:>14.1f}"
+            f"{f'{rate / ceiling:.0%}' if rate and ceiling else '-':>10}"
+        )
+    if "4 seeds packed" in THROUGHPUT:
+        write("(4 seeds packed: baseline = the same 4 seeds as 4 fast-path runs in sequence)")
+    if PIECES:
+        write("pieces at cpu_default (interleaved rounds): variant time / fast path time")
+        for variant, ratio in PIECES.items():
+            write(f"  {variant:<44}{ratio:>6.2f}x")
+    write(f"bench wall time: {time.perf_counter() - _START:.0f} s")

@@ -1,0 +1,372 @@
+"""`dcgan tune` and `dcgan dashboard`: the space file, a resumable study with a global budget,
+the dashboard over it, the exported recipe, and workers sharing (and dying on) PostgreSQL."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from wsgiref.util import setup_testing_defaults
+
+import optuna
+import optuna_dashboard
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from dcgan import store, tune
+from dcgan.config import ConfigError
+from dcgan.recipes import build_config
+from dcgan.runner import Paths
+from dcgan.train import train
+from tests.pg import postgres  # noqa: F401  (a fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = ROOT / "ablations" / "tune_dcgan.toml"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def tune_run(
+    root: Path, n_trials: int, space=SPACE, profile="smoke", log=lambda _: None, **kwargs
+) -> optuna.Study:
+    """A study under `root`, on this test session's torch threads."""
+    paths = Paths(root / "results", root / "reports")
+    return tune.run_tuning(
+        space, n_trials, profile, paths=paths, threads=torch.get_num_threads(), log=log, **kwargs
+    )
+
+
+def subprocess_env() -> dict:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tune")
+    return root, tune_run(root, 3)
+
+
+# ---- the space file ------------------------------------------------------------------------
+def test_shipped_space_builds_for_every_profile():
+    space = tune.load_space("tune_dcgan")
+    assert set(space.profiles) >= {"cpu", "smoke"} and space.base_recipe == "cpu_default"
+    assert space.params["beta1"].fields == ("beta1_g", "beta1_d")
+    assert {
+        "lr_g",
+        "lr_d",
+        "batch_size",
+        "g_activation",
+        "d_activation",
+        "g_upsample",
+        "loss",
+        "init",
+        "g_steps",
+        "lr_schedule",
+    } <= set(space.params)
+    cfg = space.config("cpu", {"batch_size": 128, "beta1": 0.3})
+    assert cfg.batch_size == 128 and cfg.beta1_g == cfg.beta1_d == 0.3
+    scores = space.profile("cpu").objective.scores_per_trial
+    assert len(range(cfg.snapshot_every, cfg.total_steps + 1, cfg.snapshot_every)) <= scores
+
+
+def write_space(tmp_path: Path, edit) -> Path:
+    text = edit(SPACE.read_text())
+    path = tmp_path / "tune_bad.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, key, says",
+    [
+        (
+            lambda t: t.replace("[params.lr_d]", "[params.lr_dd]"),
+            "params.lr_dd",
+            "unknown RunConfig field 'lr_dd'",
+        ),
+        (
+            lambda t: t.replace('"leaky_relu", "selu"]', '"leaky_relu", "tanh"]', 1),
+            "params.g_activation.choices",
+            "'tanh' is not valid",
+        ),
+        (
+            lambda t: t.replace("low = 5e-5\nhigh = 1e-3", "low = 1e-3\nhigh = 5e-5", 1),
+            "params.lr_g",
+            "must be below high",
+        ),
+        (
+            lambda t: t.replace('metric = "fid"', 'metric = "inception_score"'),
+            "objective.metric",
+            "unknown metric 'inception_score'",
+        ),
+        (
+            lambda t: t.replace(
+                "[params.lr_g]", "[params.kimg]\nlow = 1.0\nhigh = 2.0\n\n[params.lr_g]"
+            ),
+            "params.kimg",
+            "budget",
+        ),
+        (
+            lambda t: t.replace("1e-3\nlog = true", "1e-3\nlogg = true", 1),
+            "params.lr_g.logg",
+            "unknown key",
+        ),
+        (lambda t: t.replace("kimg = 10.0", "kimg = -10.0"), "profiles.cpu", "kimg"),
+    ],
+)
+def test_bad_space_file_names_file_and_key(tmp_path, edit, key, says):
+    path = write_space(tmp_path, edit)
+    with pytest.raises(ConfigError) as err:
+        tune.load_space(path)
+    message = str(err.value)
+    assert str(path) in message and key in message and says in message, message
+
+
+# ---- a study on the embedded store ---------------------------------------------------------
+def test_smoke_study_scores_every_trial_and_keeps_its_grid(smoke_study):
+    root, study = smoke_study
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state in FINISHED for t in trials)
+    assert study.metric_names == ["fid_mnist_200"]
+    assert "lr_g" in optuna_dashboard.get_note(study)
+    artifacts = store.artifact_store(root / "results" / "artifacts")
+    for t in trials:
+        attrs = t.user_attrs
+        assert attrs["status"] in ("completed", "pruned", "diverged") and attrs["protocol"]
+        assert attrs["wall_s"] > 0 and attrs["images_per_s"] > 0
+        assert attrs["fid_curve"] and all(v == v for _, v in attrs["fid_curve"])  # finite scores
+        assert Path(attrs["run_dir"]) == root / "results" / "tune" / "tune_dcgan" / "smoke" / str(
+            t.number
+        )
+        if t.state == TrialState.COMPLETE:
+            assert t.values == [attrs["fid"]] == [attrs["fid_curve"][-1][1]]
+            assert attrs["fid_curve"][-1][0] == 384  # the whole budget: 0.384 kimg
+        else:
+            assert attrs["pruned_reason"]
+        (meta,) = optuna.artifacts.get_all_artifact_meta(t, storage=study._storage)
+        with artifacts.open_reader(meta.artifact_id) as fh:
+            assert fh.read()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resuming_with_a_larger_budget_runs_only_the_extra_trials(smoke_study):
+    root, study = smoke_study
+    before = {t.number: t.datetime_complete for t in study.get_trials()}
+    study = tune_run(root, len(before) + 1)
+    after = {t.number: t.datetime_complete for t in study.get_trials()}
+    assert len(after) == len(before) + 1 and all(after[n] == when for n, when in before.items())
+    assert all(t.state in FINISHED for t in study.get_trials())
+    assert len(tune_run(root, len(after)).get_trials()) == len(after)  # budget met: nothing runs
+
+
+def test_best_trial_exports_a_recipe_that_trains(smoke_study, tmp_path):
+    root, study = smoke_study
+    out = tmp_path / "best.json"
+    recipe = tune.export_best(study, out)
+    best = min(
+        (t for t in study.get_trials() if t.state == TrialState.COMPLETE), key=lambda t: t.values[0]
+    )
+    payload = json.loads(out.read_text())
+    assert payload == recipe and payload["source"]["trial"] == best.number
+    assert payload["source"]["study"] == "tune/tune_dcgan/smoke" and payload["source"]["protocol"]
+    assert payload["source"]["score"] == {"fid_mnist_200": best.values[0]}
+    cfg = build_config(str(out), {"steps": 2, "log_every": 1})
+    assert cfg.lr_g == best.params["lr_g"] and cfg.beta1_d == best.params["beta1"]
+    assert cfg.batch_size == best.params["batch_size"] and cfg.g_width == 8  # the smoke nets
+    assert build_config(str(out)).kimg == build_config("cpu_default").kimg  # not the tuning's
+    assert train(cfg, tmp_path / "run")["status"] == "completed"
+
+
+def test_wall_time_as_second_objective_gives_a_pareto_front(tmp_path):
+    space = write_space(tmp_path, lambda t: t.replace('# second = "wall_s"', 'second = "wall_s"'))
+    study = tune_run(tmp_path, 2, space=space)
+    assert study.metric_names == ["fid_mnist_200", "wall_s"]
+    for t in study.get_trials():
+        assert t.state == TrialState.COMPLETE and not t.intermediate_values  # nothing to prune
+        assert t.values == [t.user_attrs["fid"], t.user_attrs["wall_s"]]
+    recipe = tune.export_best(study, tmp_path / "best.json")
+    front = {t.number: t.values[0] for t in study.best_trials}
+    assert recipe["source"]["trial"] == min(front, key=front.get)
+
+
+def test_a_time_limit_makes_slow_trials_infeasible(tmp_path):
+    space = write_space(tmp_path, lambda t: t.replace("# max_wall_s = 60.0", "max_wall_s = 0.001"))
+    study = tune_run(tmp_path, 1, space=space)
+    for t in study.get_trials():
+        assert t.state in FINISHED
+        assert t.system_attrs["constraints"] == [t.user_attrs["wall_s"] - 0.001]
+    with pytest.raises(ConfigError, match="no completed trial"):
+        tune.export_best(study, tmp_path / "best.json")
+
+
+# ---- the dashboard -------------------------------------------------------------------------
+def wsgi_get(app, path: str) -> tuple[str, bytes]:
+    environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+    return status[0], body
+
+
+def test_dashboard_lists_the_study_and_serves_a_trial_grid(smoke_study):
+    root, study = smoke_study
+    storage = store.open_storage(f"sqlite:///{root / 'results' / 'store.db'}")
+    app = optuna_dashboard.wsgi(
+        storage, artifact_store=store.artifact_store(root / "results" / "artifacts")
+    )
+    status, body = wsgi_get(app, "/api/studies")
+    assert status.startswith("200")
+    assert study.study_name in [s["study_name"] for s in json.loads(body)["study_summaries"]]
+    trial = study.get_trials()[0]
+    (meta,) = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
+    status, body = wsgi_get(
+        app, f"/artifacts/{study._study_id}/{trial._trial_id}/{meta.artifact_id}"
+    )
+    assert status.startswith("200") and body[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dashboard_binds_loopback_unless_told(monkeypatch, capsys, tmp_path):
+    calls = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: calls.append(kw))
+    storage = f"sqlite:///{tmp_path / 'store.db'}"
+    assert tune.command_dashboard(["--storage", storage]) == 0
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8080
+    assert "warning" not in capsys.readouterr().err
+    tune.command_dashboard(["--storage", storage, "--host", "0.0.0.0", "--port", "9000"])
+    assert calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9000
+    assert "warning" in capsys.readouterr().err
+
+
+def _listening(port: int) -> list[str]:
+    """Local addresses in LISTEN state on `port`, from /proc/net/tcp{,6}."""
+    found = []
+    for name in ("tcp", "tcp6"):
+        path = Path("/proc/net") / name
+        for line in path.read_text().splitlines()[1:] if path.exists() else []:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.append(address)
+    return found
+
+
+@pytest.mark.skipif(
+    not Path("/proc/net/tcp").exists(), reason="reads the listening sockets from Linux /proc"
+)
+def test_dashboard_server_listens_on_127_0_0_1_only(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dcgan",
+        "dashboard",
+        "--storage",
+        f"sqlite:///{tmp_path / 'store.db'}",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/studies", timeout=5
+                ) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    proc.stdout.read().decode() if proc.poll() is not None else "no answer"
+                )
+                time.sleep(0.3)
+        assert _listening(port) == ["0100007F"]  # 127.0.0.1, and nothing else
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# ---- PostgreSQL: many workers, dead workers ------------------------------------------------
+@pytest.mark.postgres
+def test_two_workers_on_postgres_run_the_budget_exactly_once(postgres, tmp_path):  # noqa: F811
+    lines = []
+    study = tune_run(tmp_path, 4, storage_url=postgres, workers=2, log=lines.append)
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(4))
+    assert all(t.state in FINISHED for t in trials), [t.state for t in trials]
+    assert len({t.user_attrs["owner"]["pid"] for t in trials}) == 2  # both workers took trials
+    password = postgres.split(":")[2].split("@")[0]
+    assert password not in "\n".join(lines) and store.redact(postgres) in lines[0]
+    assert password not in json.dumps([t.user_attrs for t in trials]) + json.dumps(study.user_attrs)
+
+
+KILL_PROFILE = """
+[profiles.kill]
+n_fake = 200
+scores_per_trial = 2
+[profiles.kill.overrides]
+kimg = 6.4
+g_width = 8
+d_width = 8
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("noticed_by", ["heartbeat", "pid"])
+def test_killed_worker_trial_is_retried_with_the_same_params(postgres, tmp_path, noticed_by):  # noqa: F811
+    space = tmp_path / f"tune_kill_{noticed_by}.toml"  # its own study on the shared server
+    space.write_text(SPACE.read_text() + KILL_PROFILE)
+    cmd = [
+        sys.executable,
+        "-m",
+        "dcgan",
+        "tune",
+        str(space),
+        "--trials",
+        "1",
+        "--profile",
+        "kill",
+        "--storage",
+        postgres,
+    ]
+    worker = subprocess.Popen(
+        cmd, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    # A reader with a 2 s grace period sees the dead worker's heartbeat go stale within seconds.
+    storage = store.open_storage(postgres, heartbeat_s=1, grace_s=2)
+    name = f"tune/{space.stem}/kill"
+    deadline = time.monotonic() + 120
+    while True:
+        assert worker.poll() is None, worker.stdout.read().decode()
+        assert time.monotonic() < deadline, "the worker never started its trial"
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+            running = study.get_trials(states=(TrialState.RUNNING,))
+        except KeyError:  # the study does not exist yet
+            running = []
+        if running and "owner" in running[0].user_attrs and "config" in running[0].user_attrs:
+            break
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    (killed,) = running
+    if noticed_by == "heartbeat":  # what a worker on another machine does
+        time.sleep(3)
+        optuna.storages.fail_stale_trials(study)
+        states = [t.state for t in study.get_trials()]
+        assert states == [TrialState.FAIL, TrialState.WAITING]
+    study = tune_run(tmp_path, 1, space=space, profile="kill", storage_url=postgres)
+    failed, retried = study.get_trials()
+    assert failed.state == TrialState.FAIL and retried.state in FINISHED
+    assert retried.params == killed.params and retried.system_attrs["failed_trial"] == killed.number
