@@ -62,8 +62,8 @@ def collect_results(
             )  # fmt: skip
             protocol = protocol or scores.get("protocol") or {}
             floor = floor or trial.user_attrs.get("floor") or None
-            curves += _curve_rows(run.arm, run.seed, trial, artifact_dir)
-            grids[(run.arm, run.seed)] = _grid_files(trial, artifact_dir)
+            curves += _curve_rows(run.arm, run.seed, trial, storage, artifact_dir)
+            grids[(run.arm, run.seed)] = _grid_files(trial, storage, artifact_dir)
         runs.append(row)
     runs_frame = pd.DataFrame(runs, columns=RUN_COLUMNS)
     for col in ("fid", "kid", "kid_std", "modes", "kl", "wall_s", "images_per_s", "diverged_at_step", "steps_done"):
@@ -104,12 +104,12 @@ def _budget(planned) -> str:
     return "; ".join(sorted(parts))
 
 
-def _curve_rows(arm: str, seed: int, trial, artifact_dir: Path) -> list[dict]:
+def _curve_rows(arm: str, seed: int, trial, storage, artifact_dir: Path) -> list[dict]:
     rows = []
     for metric in ("fid", "kid"):
         for step, value in trial.user_attrs.get(f"{metric}_curve", []):
             rows.append({"arm": arm, "seed": seed, "step": step, "metric": metric, "value": value})
-    path = _artifact_path(trial, artifact_dir, "curves.json")
+    path = _artifact_path(trial, storage, artifact_dir, "curves.json")
     if path is not None:
         curves = json.loads(path.read_text())
         steps = curves.get("step", [])
@@ -120,17 +120,17 @@ def _curve_rows(arm: str, seed: int, trial, artifact_dir: Path) -> list[dict]:
     return rows
 
 
-def _artifact_path(trial, artifact_dir: Path, filename: str) -> Path | None:
-    for meta in optuna.artifacts.get_all_artifact_meta(trial):
+def _artifact_path(trial, storage, artifact_dir: Path, filename: str) -> Path | None:
+    for meta in optuna.artifacts.get_all_artifact_meta(trial, storage=storage):
         if meta.filename == filename and (artifact_dir / meta.artifact_id).exists():
             return artifact_dir / meta.artifact_id
     return None
 
 
-def _grid_files(trial, artifact_dir: Path) -> list[tuple[int, Path]]:
+def _grid_files(trial, storage, artifact_dir: Path) -> list[tuple[int, Path]]:
     """FileSystemArtifactStore keeps each artifact as a file named by its id: link, don't copy."""
     grids = []
-    for meta in optuna.artifacts.get_all_artifact_meta(trial):
+    for meta in optuna.artifacts.get_all_artifact_meta(trial, storage=storage):
         if meta.filename.startswith("step_") and meta.filename.endswith(".png"):
             path = artifact_dir / meta.artifact_id
             if path.exists():

@@ -171,7 +171,11 @@ def work(job: WorkerJob, log=print) -> None:
     study = optuna.load_study(study_name=job.study_name, storage=storage)
     artifacts = store.artifact_store(job.paths.artifacts)
     images: dict[tuple, ImageSet] = {}
-    while (trial := store.claim_next(study, storage)) is not None:
+    while True:
+        store.reap_dead_workers(study, storage)  # a dead worker's run goes back to the queue
+        trial = store.claim_next(study, storage)
+        if trial is None:
+            break
         arm, seed = trial.user_attrs["arm"], trial.user_attrs["seed"]
         with store.heartbeat(storage, trial._trial_id):
             try:

@@ -13,7 +13,6 @@ attributes; on the same host a dead worker's pid is noticed at once.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -63,7 +62,7 @@ def open_storage(url: str | None = None, *, heartbeat_s: int = HEARTBEAT_S, grac
         engine_kwargs=engine_kwargs,
         heartbeat_interval=heartbeat_s,
         grace_period=grace_s,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=False),
+        heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=False),
     )
 
 
@@ -113,16 +112,17 @@ def reap_dead_workers(study: optuna.Study, storage: RDBStorage) -> int:
     Stale heartbeats catch workers on any machine (after GRACE_S); a dead pid on this host is
     caught at once, so a re-run right after a kill does not wait for the grace period.
     """
-    callback = storage.get_failed_trial_callback()
+    callback = storage.get_heartbeat_stale_trial_callback()
     host, reaped = socket.gethostname(), 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get("owner") or {}
         if owner.get("host") == host and not _pid_alive(int(owner.get("pid", -1))):
             try:
+                frozen = storage.get_trial(t._trial_id)  # the retry copies these attributes
+                storage.set_trial_user_attr(t._trial_id, "failure", "worker died")
                 if storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                     if callback is not None:  # Optuna's retry: same attributes, WAITING again
-                        callback(study, storage.get_trial(t._trial_id))
-                    storage.set_trial_user_attr(t._trial_id, "failure", "worker died")
+                        callback(study, frozen)
                     reaped += 1
             except Exception:  # another worker reaped it first
                 continue
@@ -210,15 +210,3 @@ def live_status(trials: list[FrozenTrial]) -> str:
         if state in states:
             return name
     return "failed" if states else "missing"
-
-
-def read_artifact(store, trial: FrozenTrial, filename: str) -> bytes | None:
-    for meta in optuna.artifacts.get_all_artifact_meta(trial):
-        if meta.filename == filename:
-            with store.open_reader(meta.artifact_id) as fh:
-                return fh.read()
-    return None
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)

@@ -1,7 +1,9 @@
 import os
 
-import pytest
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see dcgan/__init__.py
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Tests are deterministic and share 2 cores with whatever else runs: pin threads.
 torch.set_num_threads(int(os.environ.get("DCGAN_TEST_THREADS", "2")))

@@ -47,7 +47,7 @@ def test_ablation_trains_scores_stores_and_reports(finished):
         assert t.user_attrs["status"] in ("completed", "diverged")
         assert t.user_attrs["scores"]["fid_metric"].startswith("fid_mnist")
         assert len(t.user_attrs["fid_curve"]) >= 2  # FID over training
-        names = {m.filename for m in optuna.artifacts.get_all_artifact_meta(t)}
+        names = {m.filename for m in optuna.artifacts.get_all_artifact_meta(t, storage=store.open_storage(paths.default_storage))}
         assert {"curves.json", "step_0000012.png", "step_0000024.png"} <= names
     with open(paths.tables / "loss-smoke.csv") as fh:
         rows = list(csv.DictReader(fh))

@@ -366,6 +366,7 @@ def test_killed_worker_trial_is_retried_with_the_same_params(postgres, tmp_path,
         optuna.storages.fail_stale_trials(study)
         states = [t.state for t in study.get_trials()]
         assert states == [TrialState.FAIL, TrialState.WAITING]
+    # else the next run on this host sees the dead pid at once (the 60 s grace has not passed)
     study = tune_run(tmp_path, 1, space=space, profile="kill", storage_url=postgres)
     failed, retried = study.get_trials()
     assert failed.state == TrialState.FAIL and retried.state in FINISHED

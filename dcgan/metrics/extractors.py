@@ -75,9 +75,7 @@ class MnistFeatureExtractor(FeatureExtractorBase):
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric: str) -> str:
-        return {"isc": "logits", "fid": MNIST_FEATURES, "kid": MNIST_FEATURES}.get(
-            metric, MNIST_FEATURES
-        )
+        return "logits" if metric == "isc" else MNIST_FEATURES
 
     @staticmethod
     def can_be_compiled() -> bool:
@@ -141,12 +139,26 @@ class ExtractorSpec:
 
 EXTRACTORS: dict[str, ExtractorSpec] = {
     "mnist": ExtractorSpec(
-        "mnist", "mnist", MNIST_FEATURES, None, MNIST_INPUT_VERSION, 1000, 1000, _mnist_weights
+        name="mnist",
+        fidelity_name="mnist",
+        feature_layer=MNIST_FEATURES,
+        input_channels=None,
+        input_version=MNIST_INPUT_VERSION,
+        default_n_fake=1000,
+        batch_size=1000,
+        _weights=_mnist_weights,
     ),
-    # 1,000 fakes keeps a CPU scoring within minutes (about 0.3 s per image); pass
-    # n_fake=10_000 or 50_000 on a GPU for numbers closer to the literature's protocol.
     "inception": ExtractorSpec(
-        "inception", "inception-v3-compat", "2048", 3, 1, 1000, 100, _inception_weights
+        name="inception",
+        fidelity_name="inception-v3-compat",
+        feature_layer="2048",
+        input_channels=3,
+        input_version=1,
+        # 1,000 fakes keep a CPU score within minutes (~0.3 s per image); pass n_fake=10_000
+        # or 50_000 on a GPU for numbers closer to the literature's protocol.
+        default_n_fake=1000,
+        batch_size=100,
+        _weights=_inception_weights,
     ),
 }
 

@@ -99,6 +99,10 @@ def count_flops(fn) -> int:
     return counter.get_total_flops()
 
 
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if not (THROUGHPUT or PIECES or CEILING):
         return
@@ -111,17 +115,19 @@ def pytest_terminal_summary(terminalreporter) -> None:
         write(
             f"conv-FLOP limit: {ceiling / 1e9:.1f} GFLOP/s (conv2d {CEILING['shape']}, best round)"
         )
-    write(f"{'config':<14}{'baseline img/s':>16}{'fast img/s':>12}{'speed-up':>10}"
+    write(f"{'config':<16}{'baseline img/s':>16}{'fast img/s':>12}{'speed-up':>10}"
           f"{'fast GFLOP/s':>14}{'of limit':>10}")  # fmt: skip
     for name, row in THROUGHPUT.items():
         base, fast = row.get("baseline"), row.get("fast")
-        ratio = f"{fast / base:.2f}x" if base and fast else "-"
-        rate = fast * STEP_FLOPS[name] / row["batch"] if fast and name in STEP_FLOPS else None
-        write(
-            f"{name:<14}{base or 0:>16.1f}{fast or 0:>12.1f}{ratio:>10}"
-            f"{rate / 1e9 if rate else 0:>14.1f}"
-            f"{f'{rate / ceiling:.0%}' if rate and ceiling else '-':>10}"
-        )
+        cells = [_num(base, ".1f"), _num(fast, ".1f"), "-", "-", "-"]
+        if base and fast:
+            cells[2] = f"{fast / base:.2f}x"
+        if fast and name in STEP_FLOPS:
+            rate = fast / row["batch"] * STEP_FLOPS[name]
+            cells[3] = f"{rate / 1e9:.1f}"
+            cells[4] = f"{rate / ceiling:.0%}" if ceiling else "-"
+        widths = (16, 12, 10, 14, 10)
+        write(f"{name:<16}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
     if "4 seeds packed" in THROUGHPUT:
         write("(4 seeds packed: baseline = the same 4 seeds as 4 fast-path runs in sequence)")
     if PIECES:

@@ -15,7 +15,7 @@ from .steppers import sync
 
 K_MODELS = 4
 STEPS = 5
-ROUNDS = 3
+ROUNDS = 5
 
 
 def test_packed_vs_sequential(benchmark, image_set, tmp_path):
