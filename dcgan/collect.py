@@ -66,7 +66,17 @@ def collect_results(
             grids[(run.arm, run.seed)] = _grid_files(trial, storage, artifact_dir)
         runs.append(row)
     runs_frame = pd.DataFrame(runs, columns=RUN_COLUMNS)
-    for col in ("fid", "kid", "kid_std", "modes", "kl", "wall_s", "images_per_s", "diverged_at_step", "steps_done"):
+    for col in (
+        "fid",
+        "kid",
+        "kid_std",
+        "modes",
+        "kl",
+        "wall_s",
+        "images_per_s",
+        "diverged_at_step",
+        "steps_done",
+    ):
         runs_frame[col] = pd.to_numeric(runs_frame[col], errors="coerce")
     baseline_cfg = planned[0].config
     notes = list(spec.notes)
@@ -100,7 +110,10 @@ def _budget(planned) -> str:
     by_arm = {}
     for run in planned:
         by_arm.setdefault(run.arm, run.config)
-    parts = {f"{c.total_steps} steps x batch {c.batch_size} ({c.total_steps * c.batch_size / 1000:g} kimg)" for c in by_arm.values()}
+    parts = {
+        f"{c.total_steps} steps x batch {c.batch_size} ({c.total_steps * c.batch_size / 1000:g} kimg)"
+        for c in by_arm.values()
+    }
     return "; ".join(sorted(parts))
 
 
@@ -116,7 +129,10 @@ def _curve_rows(arm: str, seed: int, trial, storage, artifact_dir: Path) -> list
         for metric, values in curves.items():
             if metric == "step":
                 continue
-            rows += [{"arm": arm, "seed": seed, "step": s, "metric": metric, "value": v} for s, v in zip(steps, values, strict=True)]
+            rows += [
+                {"arm": arm, "seed": seed, "step": s, "metric": metric, "value": v}
+                for s, v in zip(steps, values, strict=True)
+            ]
     return rows
 
 
@@ -140,7 +156,10 @@ def _grid_files(trial, storage, artifact_dir: Path) -> list[tuple[int, Path]]:
 
 def export_table(results: AblationResults, paths) -> Path:
     """One row per run, every column the report uses: for pandas, R or a spreadsheet."""
-    out = Path(paths.tables) / f"{results.name.removesuffix('-' + results.profile)}-{results.profile}.csv"
+    out = (
+        Path(paths.tables)
+        / f"{results.name.removesuffix('-' + results.profile)}-{results.profile}.csv"
+    )
     frame = results.runs.copy()
     frame.insert(0, "ablation", results.name)
     frame.insert(1, "profile", results.profile)
@@ -170,16 +189,26 @@ def summaries(storage, paths) -> list[dict]:
     return out
 
 
-def render_from_store(names: list[str], profile: str, storage_url: str | None, paths=None) -> list[Path]:
+def render_from_store(
+    names: list[str], profile: str, storage_url: str | None, paths=None
+) -> list[Path]:
     from .report import render_index, render_report
     from .runner import Paths, study_name
 
     paths = paths or Paths()
     url = storage_url or paths.default_storage
     storage = store.open_storage(url)
-    known = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    known = {
+        s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    }
     if not names:
-        names = sorted({n.split("/")[1] for n in known if n.startswith("ablate/") and n.split("/")[2] == profile})
+        names = sorted(
+            {
+                n.split("/")[1]
+                for n in known
+                if n.startswith("ablate/") and n.split("/")[2] == profile
+            }
+        )
     pages = []
     for name in names:
         spec = load_spec(name)
@@ -201,4 +230,3 @@ def store_error(name: str, profile: str, url: str, known: set[str]):
         f"no results for ablation {name!r} profile {profile!r} in {store.redact(url)}; "
         f"the store holds: {', '.join(have) or 'nothing yet'} (run `nox -s ablate -- {name}` first)"
     )
-

@@ -169,7 +169,9 @@ class RunConfig:
         if not (math.isfinite(self.lr_final_ratio) and 0 < self.lr_final_ratio <= 1):
             raise ConfigError(f"lr_final_ratio={self.lr_final_ratio!r} must be in (0, 1]")
         if not (math.isfinite(self.kimg) and self.kimg > 0):
-            raise ConfigError(f"kimg={self.kimg!r} must be a positive number of thousands of images")
+            raise ConfigError(
+                f"kimg={self.kimg!r} must be a positive number of thousands of images"
+            )
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps={self.steps!r} must be a positive integer (or unset)")
         if not (math.isfinite(self.diverge_g_loss) and self.diverge_g_loss > 0):
@@ -224,7 +226,9 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     except (TypeError, ValueError):
         choices = CHOICES.get(key)
         valid = f"one of {', '.join(map(repr, choices))}" if choices else f"a {kind}"
-        raise ConfigError(f"{where}: {key}={value!r} has the wrong type; expected {valid}") from None
+        raise ConfigError(
+            f"{where}: {key}={value!r} has the wrong type; expected {valid}"
+        ) from None
     return value
 
 
@@ -237,4 +241,3 @@ def parse_overrides(pairs: list[str], where: str = "--set") -> dict[str, Any]:
         key, value = pair.split("=", 1)
         out[key.strip()] = value.strip()
     return out
-

@@ -66,7 +66,9 @@ def load_images(
 def held_out_split(n: int, n_held_out: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed (reference, held-out) index split: the real-vs-real floor compares the two."""
     if not 0 < n_held_out < n:
-        raise ConfigError(f"held-out size {n_held_out} must be between 1 and {n - 1} (dataset has {n})")
+        raise ConfigError(
+            f"held-out size {n_held_out} must be between 1 and {n - 1} (dataset has {n})"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(HELD_OUT_SEED))
     return perm[n_held_out:].sort().values, perm[:n_held_out].sort().values
 
@@ -106,7 +108,9 @@ def stacked_mnist(image_size: int, n: int = STACKED_MNIST_SIZE, seed: int = 0) -
     images = sized[idx]  # (n, 3, H, W)
     modes = labels[idx[:, 0]] * 100 + labels[idx[:, 1]] * 10 + labels[idx[:, 2]]
     key = _digest(b"stacked_mnist", images.numpy().tobytes(), f"v{PREPROCESSING_VERSION}".encode())
-    return ImageSet(images.contiguous(), modes, key, f"stacked_mnist ({n:,} images, seed {seed})", n_files=n)
+    return ImageSet(
+        images.contiguous(), modes, key, f"stacked_mnist ({n:,} images, seed {seed})", n_files=n
+    )
 
 
 # ---- folders -----------------------------------------------------------------------------
@@ -150,8 +154,12 @@ def _folder(root: Path, image_size: int, channels: int, cache_dir: Path | None) 
         try:
             saved = torch.load(cache, weights_only=True)
             return ImageSet(
-                saved["images"], None, key, f"folder:{root}",
-                [tuple(s) for s in saved["skipped"]], saved["n_files"],
+                saved["images"],
+                None,
+                key,
+                f"folder:{root}",
+                [tuple(s) for s in saved["skipped"]],
+                saved["n_files"],
             )
         except Exception:  # a damaged cache is rebuilt, never trusted
             pass
@@ -172,7 +180,9 @@ def _folder(root: Path, image_size: int, channels: int, cache_dir: Path | None) 
             skipped.append((str(path), reason))
     if not arrays:
         first = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
-        raise ConfigError(f"data folder {str(root)!r}: none of {len(files)} files decoded ({first})")
+        raise ConfigError(
+            f"data folder {str(root)!r}: none of {len(files)} files decoded ({first})"
+        )
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     atomic_torch_save(
         {"images": images, "skipped": [list(s) for s in skipped], "n_files": len(files)}, cache
@@ -193,7 +203,10 @@ def decode_image(blob: bytes, image_size: int, channels: int) -> tuple[np.ndarra
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(blob)) as img:
                 if img.width * img.height > MAX_IMAGE_PIXELS:
-                    return None, f"refused: {img.width}x{img.height} exceeds {MAX_IMAGE_PIXELS:,} pixels"
+                    return (
+                        None,
+                        f"refused: {img.width}x{img.height} exceeds {MAX_IMAGE_PIXELS:,} pixels",
+                    )
                 img.load()
                 img = _to_rgb_or_l(img, channels)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:

@@ -8,7 +8,16 @@ import platform
 import subprocess
 from pathlib import Path
 
-PACKAGES = ("torch", "torchvision", "torch-fidelity", "optuna", "numpy", "scipy", "pandas", "seaborn")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "torch-fidelity",
+    "optuna",
+    "numpy",
+    "scipy",
+    "pandas",
+    "seaborn",
+)
 
 
 def hardware() -> str:

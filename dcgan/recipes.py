@@ -64,14 +64,18 @@ def recipe_overrides(name_or_path: str) -> dict[str, Any]:
             payload = json.loads(path.read_text())
             return dict(payload["overrides"])
         except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ConfigError(f"recipe file {path}: expected {{'overrides': {{...}}}} ({err})") from None
+            raise ConfigError(
+                f"recipe file {path}: expected {{'overrides': {{...}}}} ({err})"
+            ) from None
     raise ConfigError(
         f"unknown recipe {name_or_path!r}; choose one of {', '.join(sorted(RECIPES))} "
         "or a recipe .json file exported by `dcgan tune`"
     )
 
 
-def build_config(recipe: str, overrides: dict[str, Any] | None = None, where: str = "overrides") -> RunConfig:
+def build_config(
+    recipe: str, overrides: dict[str, Any] | None = None, where: str = "overrides"
+) -> RunConfig:
     """Recipe first, then overrides: the one way every entry point makes a RunConfig."""
     values = recipe_overrides(recipe)
     values.update(overrides or {})

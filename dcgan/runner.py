@@ -89,23 +89,41 @@ def run_ablation(
     planned = spec.plan(profile, seeds, data)
     prof = spec.profile(profile)
     _check_inputs(spec, planned, prof.extractor)
-    url = store.storage_url(storage_url) if storage_url or os.environ.get("DCGAN_STORAGE") else paths.default_storage
+    url = (
+        store.storage_url(storage_url)
+        if storage_url or os.environ.get("DCGAN_STORAGE")
+        else paths.default_storage
+    )
     storage = store.open_storage(url)
-    study = optuna.create_study(study_name=study_name(spec, profile, data), storage=storage, direction="minimize", load_if_exists=True)
+    study = optuna.create_study(
+        study_name=study_name(spec, profile, data),
+        storage=storage,
+        direction="minimize",
+        load_if_exists=True,
+    )
     study.set_user_attr("ablation", spec.name)
     study.set_user_attr("question", spec.question)
     study.set_user_attr("profile", profile)
-    added = store.enqueue_missing(study, storage, [((r.arm, r.seed, r.config.hash()), r.config.to_dict()) for r in planned])
-    log(f"{spec.name} [{profile}]: {len(planned)} runs planned, {added} newly queued, store {store.redact(url)}")
+    added = store.enqueue_missing(
+        study, storage, [((r.arm, r.seed, r.config.hash()), r.config.to_dict()) for r in planned]
+    )
+    log(
+        f"{spec.name} [{profile}]: {len(planned)} runs planned, {added} newly queued, store {store.redact(url)}"
+    )
 
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    jobs = [WorkerJob(study.study_name, url, paths, prof.extractor, prof.n_fake, threads, i) for i in range(workers)]
+    jobs = [
+        WorkerJob(study.study_name, url, paths, prof.extractor, prof.n_fake, threads, i)
+        for i in range(workers)
+    ]
     started = time.perf_counter()
     if workers <= 1:
         work(jobs[0], log)
     else:
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=work, args=(job,), name=f"dcgan-worker-{job.worker}") for job in jobs]
+        procs = [
+            ctx.Process(target=work, args=(job,), name=f"dcgan-worker-{job.worker}") for job in jobs
+        ]
         for p in procs:
             p.start()
         for p in procs:
@@ -224,7 +242,14 @@ def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) ->
     return value, summary
 
 
-SCORE_FIELDS = (("modes_kl_", "kl"), ("modes_", "modes"), ("fid_", "fid"), ("kid_", "kid"), ("precision_", "precision"), ("recall_", "recall"))
+SCORE_FIELDS = (
+    ("modes_kl_", "kl"),
+    ("modes_", "modes"),
+    ("fid_", "fid"),
+    ("kid_", "kid"),
+    ("precision_", "precision"),
+    ("recall_", "recall"),
+)
 
 
 def _field(metric: str) -> str | None:
@@ -260,16 +285,32 @@ def _curve(scores: list[dict], field: str) -> list[list]:
 
 def _floor(scores: list[dict]) -> dict:
     floor = {_field(s["metric"]): s["value"] for s in scores if s.get("kind") == "floor"}
-    floor.update({"kid_std": s.get("std") for s in scores if s.get("kind") == "floor" and _field(s["metric"]) == "kid"})
+    floor.update(
+        {
+            "kid_std": s.get("std")
+            for s in scores
+            if s.get("kind") == "floor" and _field(s["metric"]) == "kid"
+        }
+    )
     return floor
 
 
 def _upload_artifacts(trial: optuna.Trial, run_dir: Path, artifacts) -> None:
     for grid in sorted((run_dir / "grids").glob("step_*.png")):
-        optuna.artifacts.upload_artifact(artifact_store=artifacts, file_path=str(grid), study_or_trial=trial, mimetype="image/png")
+        optuna.artifacts.upload_artifact(
+            artifact_store=artifacts,
+            file_path=str(grid),
+            study_or_trial=trial,
+            mimetype="image/png",
+        )
     curves = run_dir / "curves.json"
     curves.write_text(json.dumps(downsample_curves(read_metrics(run_dir))))
-    optuna.artifacts.upload_artifact(artifact_store=artifacts, file_path=str(curves), study_or_trial=trial, mimetype="application/json")
+    optuna.artifacts.upload_artifact(
+        artifact_store=artifacts,
+        file_path=str(curves),
+        study_or_trial=trial,
+        mimetype="application/json",
+    )
 
 
 def downsample_curves(rows: list[dict], points: int = CURVE_POINTS) -> dict[str, list]:

@@ -38,8 +38,9 @@ def lr_multiplier(
     if schedule == "linear":
         return lambda step: 1.0 - (1.0 - final_ratio) * min(step, span) / span
     if schedule == "cosine":
-        return lambda step: final_ratio + (1.0 - final_ratio) * 0.5 * (
-            1.0 + math.cos(math.pi * min(step, span) / span)
+        return lambda step: (
+            final_ratio
+            + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(step, span) / span))
         )
     if schedule == "exponential":
         return lambda step: final_ratio ** (min(step, span) / span)

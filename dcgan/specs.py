@@ -28,8 +28,28 @@ ABLATIONS_DIR = Path(__file__).resolve().parent.parent / "ablations"
 PROFILES_FILE = "_profiles.toml"
 EXTRACTORS = ("mnist", "inception")
 CLAIM_KINDS = ("better", "not_better", "diverges", "info")
-SPEC_KEYS = {"question", "base_recipe", "baseline", "seeds", "notes", "sources", "claims", "profiles", "arms", "scoring"}
-PROFILE_KEYS = {"base_recipe", "overrides", "seeds", "extractor", "n_fake", "width_multiplier", "data", "description"}
+SPEC_KEYS = {
+    "question",
+    "base_recipe",
+    "baseline",
+    "seeds",
+    "notes",
+    "sources",
+    "claims",
+    "profiles",
+    "arms",
+    "scoring",
+}
+PROFILE_KEYS = {
+    "base_recipe",
+    "overrides",
+    "seeds",
+    "extractor",
+    "n_fake",
+    "width_multiplier",
+    "data",
+    "description",
+}
 ARM_SPECIAL_KEYS = {"recipe", "match_baseline", "label"}
 
 
@@ -77,10 +97,14 @@ class AblationSpec:
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
-            raise ConfigError(f"{self.path}: no profile {name!r}; choose one of {', '.join(self.profiles)}")
+            raise ConfigError(
+                f"{self.path}: no profile {name!r}; choose one of {', '.join(self.profiles)}"
+            )
         return self.profiles[name]
 
-    def plan(self, profile: str, seeds: list[int] | None = None, data: str | None = None) -> list[PlannedRun]:
+    def plan(
+        self, profile: str, seeds: list[int] | None = None, data: str | None = None
+    ) -> list[PlannedRun]:
         """Every (arm, seed) run as a validated RunConfig, baseline arm first."""
         prof = self.profile(profile)
         seeds = list(seeds) if seeds is not None else prof.seeds
@@ -92,11 +116,17 @@ class AblationSpec:
             baseline_cfg = self._config(self.arms[self.baseline], prof, seed, data, None)
             for arm_name in order:
                 arm = self.arms[arm_name]
-                cfg = baseline_cfg if arm_name == self.baseline else self._config(arm, prof, seed, data, baseline_cfg)
+                cfg = (
+                    baseline_cfg
+                    if arm_name == self.baseline
+                    else self._config(arm, prof, seed, data, baseline_cfg)
+                )
                 runs.append(PlannedRun(arm_name, seed, cfg))
         return runs
 
-    def _config(self, arm: Arm, prof: Profile, seed: int, data: str | None, baseline: RunConfig | None) -> RunConfig:
+    def _config(
+        self, arm: Arm, prof: Profile, seed: int, data: str | None, baseline: RunConfig | None
+    ) -> RunConfig:
         where = f"{self.path} [arms.{arm.name}] with profile {prof.name!r}"
         values = recipe_overrides(arm.recipe or prof.base_recipe or self.base_recipe)
         if prof.data:
@@ -154,10 +184,18 @@ def _profiles(path: Path, raw: dict, defaults: dict) -> dict[str, Profile]:
         where = f"profiles.{name}"
         extractor = p.get("extractor", "mnist")
         if extractor not in EXTRACTORS:
-            raise _error(path, f"{where}.extractor", f"{extractor!r} is not valid; choose one of {', '.join(EXTRACTORS)}")
+            raise _error(
+                path,
+                f"{where}.extractor",
+                f"{extractor!r} is not valid; choose one of {', '.join(EXTRACTORS)}",
+            )
         seeds = p.get("seeds", [0, 1, 2])
-        if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)):
-            raise _error(path, f"{where}.seeds", f"{seeds!r} must be a non-empty list of integers >= 0")
+        if not (
+            isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)
+        ):
+            raise _error(
+                path, f"{where}.seeds", f"{seeds!r} must be a non-empty list of integers >= 0"
+            )
         if len(set(seeds)) != len(seeds):
             raise _error(path, f"{where}.seeds", f"{seeds!r} repeats a seed")
         n_fake = p.get("n_fake", 1000)
@@ -167,7 +205,11 @@ def _profiles(path: Path, raw: dict, defaults: dict) -> dict[str, Profile]:
         if not (isinstance(mult, int | float) and math.isfinite(mult) and mult > 0):
             raise _error(path, f"{where}.width_multiplier", f"{mult!r} must be a positive number")
         if p.get("base_recipe") is not None and p["base_recipe"] not in RECIPES:
-            raise _error(path, f"{where}.base_recipe", f"unknown recipe {p['base_recipe']!r}; choose one of {', '.join(RECIPES)}")
+            raise _error(
+                path,
+                f"{where}.base_recipe",
+                f"unknown recipe {p['base_recipe']!r}; choose one of {', '.join(RECIPES)}",
+            )
         profiles[name] = Profile(
             name, dict(p.get("overrides", {})), list(seeds), extractor, n_fake, float(mult),
             p.get("base_recipe"), p.get("data"), p.get("description", ""),
@@ -189,13 +231,25 @@ def _arms(path: Path, raw: Any) -> dict[str, Arm]:
         overrides = {k: v for k, v in body.items() if k not in ARM_SPECIAL_KEYS}
         for key, value in overrides.items():
             if key in CHOICES and value not in CHOICES[key]:
-                raise _error(path, f"arms.{name}.{key}", f"{value!r} is not valid; choose one of {', '.join(map(repr, CHOICES[key]))}")
+                raise _error(
+                    path,
+                    f"arms.{name}.{key}",
+                    f"{value!r} is not valid; choose one of {', '.join(map(repr, CHOICES[key]))}",
+                )
         recipe = body.get("recipe")
         if recipe is not None and recipe not in RECIPES:
-            raise _error(path, f"arms.{name}.recipe", f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+            raise _error(
+                path,
+                f"arms.{name}.recipe",
+                f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}",
+            )
         match = body.get("match_baseline", "images")
         if match not in ("images", "steps"):
-            raise _error(path, f"arms.{name}.match_baseline", f"{match!r} is not valid; choose 'images' or 'steps'")
+            raise _error(
+                path,
+                f"arms.{name}.match_baseline",
+                f"{match!r} is not valid; choose 'images' or 'steps'",
+            )
         arms[name] = Arm(name, overrides, recipe, match, body.get("label", ""))
     return arms
 
@@ -207,7 +261,11 @@ def _claims(path: Path, raw: list, arms: dict[str, Arm]) -> list[Claim]:
         _check_keys(path, f"{where}.", c, {"source", "text", "kind", "arm", "vs", "reported"})
         kind = c.get("kind", "info")
         if kind not in CLAIM_KINDS:
-            raise _error(path, f"{where}.kind", f"{kind!r} is not valid; choose one of {', '.join(CLAIM_KINDS)}")
+            raise _error(
+                path,
+                f"{where}.kind",
+                f"{kind!r} is not valid; choose one of {', '.join(CLAIM_KINDS)}",
+            )
         for key in ("arm", "vs"):
             if c.get(key) is not None and c[key] not in arms:
                 raise _error(path, f"{where}.{key}", f"no arm {c[key]!r}; arms: {', '.join(arms)}")
@@ -215,7 +273,16 @@ def _claims(path: Path, raw: list, arms: dict[str, Arm]) -> list[Claim]:
             raise _error(path, where, f"kind {kind!r} needs both 'arm' and 'vs'")
         if kind == "diverges" and not c.get("arm"):
             raise _error(path, where, "kind 'diverges' needs 'arm'")
-        claims.append(Claim(str(c.get("source", "")), str(c.get("text", "")), kind, c.get("arm"), c.get("vs"), dict(c.get("reported", {}))))
+        claims.append(
+            Claim(
+                str(c.get("source", "")),
+                str(c.get("text", "")),
+                kind,
+                c.get("arm"),
+                c.get("vs"),
+                dict(c.get("reported", {})),
+            )
+        )
     return claims
 
 
@@ -238,10 +305,16 @@ def load_spec(name_or_path: str | Path, ablations_dir: Path | None = None) -> Ab
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise _error(path, key, "is required (a non-empty string)")
     if raw["base_recipe"] not in RECIPES:
-        raise _error(path, "base_recipe", f"unknown recipe {raw['base_recipe']!r}; choose one of {', '.join(RECIPES)}")
+        raise _error(
+            path,
+            "base_recipe",
+            f"unknown recipe {raw['base_recipe']!r}; choose one of {', '.join(RECIPES)}",
+        )
     arms = _arms(path, raw.get("arms"))
     if raw["baseline"] not in arms:
-        raise _error(path, "baseline", f"{raw['baseline']!r} is not an arm; arms: {', '.join(arms)}")
+        raise _error(
+            path, "baseline", f"{raw['baseline']!r} is not an arm; arms: {', '.join(arms)}"
+        )
     profiles = _profiles(path, raw.get("profiles", {}), defaults)
     if "seeds" in raw:  # spec-wide seeds apply to every profile that doesn't set its own
         for name, prof in profiles.items():
@@ -259,4 +332,8 @@ def load_spec(name_or_path: str | Path, ablations_dir: Path | None = None) -> Ab
 
 def list_specs(ablations_dir: Path | None = None) -> list[str]:
     ablations_dir = Path(ablations_dir or ABLATIONS_DIR)
-    return sorted(p.stem for p in ablations_dir.glob("*.toml") if not p.name.startswith("_") and not p.stem.startswith("tune_"))
+    return sorted(
+        p.stem
+        for p in ablations_dir.glob("*.toml")
+        if not p.name.startswith("_") and not p.stem.startswith("tune_")
+    )

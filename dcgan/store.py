@@ -48,7 +48,9 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def open_storage(url: str | None = None, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> RDBStorage:
+def open_storage(
+    url: str | None = None, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S
+) -> RDBStorage:
     """The store; tests shorten `heartbeat_s`/`grace_s` to see a dead worker's trial fail fast."""
     url = storage_url(url)
     engine_kwargs = {}
@@ -62,7 +64,9 @@ def open_storage(url: str | None = None, *, heartbeat_s: int = HEARTBEAT_S, grac
         engine_kwargs=engine_kwargs,
         heartbeat_interval=heartbeat_s,
         grace_period=grace_s,
-        heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY, inherit_intermediate_values=False),
+        heartbeat_stale_trial_callback=RetryFailedTrialCallback(
+            max_retry=MAX_RETRY, inherit_intermediate_values=False
+        ),
     )
 
 
@@ -152,7 +156,9 @@ def heartbeat(storage: RDBStorage, trial_id: int) -> Iterator[None]:
 
 
 # ---- the queue -----------------------------------------------------------------------------
-def enqueue_missing(study: optuna.Study, storage: RDBStorage, runs: list[tuple[RunKey, dict]]) -> int:
+def enqueue_missing(
+    study: optuna.Study, storage: RDBStorage, runs: list[tuple[RunKey, dict]]
+) -> int:
     """Enqueue every planned run that has no completed, waiting or live trial."""
     reap_dead_workers(study, storage)
     existing = trials_by_key(study)
@@ -185,7 +191,10 @@ def claim_next(study: optuna.Study, storage: RDBStorage) -> optuna.Trial | None:
             siblings = trials_by_key(study).get(run_key(t), [])
             if any(
                 s.number != t.number
-                and (s.state == TrialState.COMPLETE or (s.number < t.number and s.state in (TrialState.WAITING, TrialState.RUNNING)))
+                and (
+                    s.state == TrialState.COMPLETE
+                    or (s.number < t.number and s.state in (TrialState.WAITING, TrialState.RUNNING))
+                )
                 for s in siblings
             ):
                 storage.set_trial_user_attr(t._trial_id, "duplicate", True)
@@ -206,7 +215,11 @@ def finished_runs(study: optuna.Study) -> dict[RunKey, FrozenTrial]:
 
 def live_status(trials: list[FrozenTrial]) -> str:
     states = {t.state for t in trials}
-    for state, name in ((TrialState.COMPLETE, "completed"), (TrialState.RUNNING, "running"), (TrialState.WAITING, "waiting")):
+    for state, name in (
+        (TrialState.COMPLETE, "completed"),
+        (TrialState.RUNNING, "running"),
+        (TrialState.WAITING, "waiting"),
+    ):
         if state in states:
             return name
     return "failed" if states else "missing"

@@ -51,7 +51,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' but no CUDA device is available; use device='cpu' or 'auto'")
+        raise ConfigError(
+            "device='cuda' but no CUDA device is available; use device='cpu' or 'auto'"
+        )
     return torch.device(name)
 
 
@@ -92,8 +94,12 @@ class Run:
         g, d = build_models(cfg)
         self.G: Generator = g.to(self.device, memory_format=memory_format)
         self.D: Discriminator = d.to(self.device, memory_format=memory_format)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=(cfg.beta1_g, cfg.beta2_g))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=(cfg.beta1_d, cfg.beta2_d))
+        self.opt_g = torch.optim.Adam(
+            self.G.parameters(), cfg.lr_g, betas=(cfg.beta1_g, cfg.beta2_g)
+        )
+        self.opt_d = torch.optim.Adam(
+            self.D.parameters(), cfg.lr_d, betas=(cfg.beta1_d, cfg.beta2_d)
+        )
         self.sched_g = self._schedule(self.opt_g, "G")
         self.sched_d = self._schedule(self.opt_d, "D")
         self.noise = torch.Generator(self.device).manual_seed(sub_seed(cfg.seed, "noise"))
@@ -212,7 +218,9 @@ class Run:
     def save_grid(self) -> None:
         images = generate(self.G, self.fixed_z)
         buffer = io.BytesIO()
-        save_image(images.float().cpu(), buffer, format="png", nrow=8, normalize=True, value_range=(-1, 1))
+        save_image(
+            images.float().cpu(), buffer, format="png", nrow=8, normalize=True, value_range=(-1, 1)
+        )
         atomic_write_bytes(self.dir / "grids" / f"step_{self.step:07d}.png", buffer.getvalue())
 
     def save_snapshot(self) -> None:
@@ -261,7 +269,9 @@ def train(
         result = json.loads(result_path.read_text())
         if result.get("config_hash") == cfg.hash():
             return result
-        raise ConfigError(f"{run_dir} holds a finished run with another config; use a fresh directory")
+        raise ConfigError(
+            f"{run_dir} holds a finished run with another config; use a fresh directory"
+        )
     if images is None:
         images = load_images(cfg.data, cfg.image_size, cfg.channels)
     run = Run(cfg, run_dir, images)
@@ -291,7 +301,8 @@ def train(
         rows = window[:filled].cpu().tolist()
         first = run.step - filled
         records = [
-            {"step": first + i, **dict(zip(METRIC_NAMES, r, strict=True))} for i, r in enumerate(rows)
+            {"step": first + i, **dict(zip(METRIC_NAMES, r, strict=True))}
+            for i, r in enumerate(rows)
         ]
         filled = 0
         diverged = _divergence(records, cfg)
@@ -371,13 +382,16 @@ def _progress_bar(total: int, done: int, batch_size: int):
 def load_generator(run_dir: Path | str, step: int | None = None) -> tuple[Generator, RunConfig]:
     """The generator of a run at a snapshot step (default: the latest snapshot)."""
     run_dir = Path(run_dir)
-    cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json"))
+    cfg = RunConfig.from_dict(
+        json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json")
+    )
     snapshots = sorted((run_dir / "snapshots").glob("G_step_*.pt"))
     if step is not None:
         snapshots = [p for p in snapshots if p.stem == f"G_step_{step:07d}"]
     if not snapshots:
-        raise FileNotFoundError(f"{run_dir}: no generator snapshot" + (f" at step {step}" if step else ""))
+        raise FileNotFoundError(
+            f"{run_dir}: no generator snapshot" + (f" at step {step}" if step else "")
+        )
     g = Generator(cfg)
     g.load_state_dict(torch.load(snapshots[-1], map_location="cpu", weights_only=True))
     return g, cfg
-

@@ -24,6 +24,7 @@ import socket
 import sys
 import time
 import zlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,16 @@ from .train import train
 
 METRICS = ("fid", "kid")
 SECOND_OBJECTIVES = ("wall_s",)
-SPACE_KEYS = {"description", "base_recipe", "seed", "objective", "pruner", "profiles", "params"}
+SPACE_KEYS = {
+    "description",
+    "base_recipe",
+    "seed",
+    "objective",
+    "pruner",
+    "profiles",
+    "params",
+    "reference",
+}
 OBJECTIVE_KEYS = {"metric", "extractor", "n_fake", "scores_per_trial", "second", "max_wall_s"}
 PRUNER_KEYS = {"n_startup_trials", "warmup"}
 PROFILE_KEYS = {"description", "overrides", "n_fake", "scores_per_trial"}
@@ -126,6 +136,9 @@ class SearchSpace:
     warmup: float
     profiles: dict[str, Profile]
     params: dict[str, Param]
+    # Parameters of a reference trial enqueued first (the tutorial's hyperparameters), so the
+    # study itself holds the baseline's score under the same protocol and budget.
+    reference: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -209,10 +222,22 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         name: _profile(path, name, body, recipe, objective)
         for name, body in raw["profiles"].items()
     }
+    reference = raw.get("reference", {})
+    for name in reference:
+        if name not in params:
+            raise _error(
+                path, f"reference.{name}", f"not a parameter; parameters: {', '.join(params)}"
+            )
+    if reference and set(reference) != set(params):
+        missing = ", ".join(sorted(set(params) - set(reference)))
+        raise _error(path, "reference", f"must give every parameter; missing: {missing}")
     space = SearchSpace(
         path.stem, path, str(raw.get("description", "")), recipe, seed, n_startup, warmup,
-        profiles, params,
+        profiles, params, dict(reference),
     )  # fmt: skip
+    if reference:
+        for name in profiles:
+            space.config(name, reference)
     example = {n: p.choices[0] if p.kind == "categorical" else p.low for n, p in params.items()}
     for name in profiles:  # build a config per profile now: nothing invalid survives to a trial
         space.config(name, example)
@@ -381,13 +406,17 @@ def _budget_images(cfg: RunConfig) -> int:
     return round(cfg.kimg * 1000) if cfg.steps is None else cfg.steps * cfg.batch_size
 
 
-def top_up(study: optuna.Study, storage, n_trials: int) -> int:
+def top_up(study: optuna.Study, storage, n_trials: int, reference: dict | None = None) -> int:
     """Enqueue trials until the study holds n_trials done, running or waiting (never fewer:
-    a lower budget than the study already has cancels nothing)."""
+    a lower budget than the study already has cancels nothing). A new study's first trial
+    is the space's reference, when it has one."""
     store.reap_dead_workers(study, storage)
     missing = n_trials - len(study.get_trials(deepcopy=False, states=BUDGETED))
-    for _ in range(missing):
-        study.enqueue_trial({}, skip_if_exists=False)
+    for i in range(missing):
+        if i == 0 and reference and not study.get_trials(deepcopy=False):
+            study.enqueue_trial(reference, user_attrs={"reference": True}, skip_if_exists=False)
+        else:
+            study.enqueue_trial({}, skip_if_exists=False)
     return max(0, missing)
 
 
@@ -554,7 +583,7 @@ def run_tuning(
     )
     if optuna_dashboard.get_note(study) != space.note(profile):
         optuna_dashboard.save_note(study, space.note(profile))
-    added = top_up(study, storage, n_trials)
+    added = top_up(study, storage, n_trials, space.reference)
     log(
         f"{study.study_name}: budget {n_trials} trials, {added} newly queued, store {store.redact(url)}"
     )

@@ -36,7 +36,9 @@ def test_invalid_choice_names_key_and_valid_values(key, value, expect):
 
 
 def test_unknown_key_suggests_the_right_one():
-    with pytest.raises(ConfigError, match=r"unknown key 'g_activaton'.*did you mean 'g_activation'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'g_activaton'.*did you mean 'g_activation'"
+    ):
         RunConfig.from_dict({"g_activaton": "selu"})
 
 
@@ -66,8 +68,15 @@ def test_invalid_values_are_rejected(values):
 
 
 def test_cli_overrides_are_coerced_by_field_type():
-    cfg = RunConfig.from_dict(parse_overrides(["batch_size=32", "lr_g=1e-3", "g_last_bn=true", "steps=none"]))
-    assert cfg.batch_size == 32 and math.isclose(cfg.lr_g, 1e-3) and cfg.g_last_bn and cfg.steps is None
+    cfg = RunConfig.from_dict(
+        parse_overrides(["batch_size=32", "lr_g=1e-3", "g_last_bn=true", "steps=none"])
+    )
+    assert (
+        cfg.batch_size == 32
+        and math.isclose(cfg.lr_g, 1e-3)
+        and cfg.g_last_bn
+        and cfg.steps is None
+    )
     with pytest.raises(ConfigError, match="not key=value"):
         parse_overrides(["batch_size"])
 

@@ -33,7 +33,13 @@ def test_held_out_split_is_fixed_and_disjoint():
 
 
 def _write(path, mode, size, fmt, **kw):
-    img = Image.new(mode, size, color=kw.pop("color", 128 if mode in ("L", "P", "I;16") else (10, 200, 30, 128)[: len(mode)]))
+    img = Image.new(
+        mode,
+        size,
+        color=kw.pop(
+            "color", 128 if mode in ("L", "P", "I;16") else (10, 200, 30, 128)[: len(mode)]
+        ),
+    )
     img.save(path, fmt, **kw)
 
 
@@ -50,7 +56,9 @@ def image_tree(tmp_path):
     pal.putpalette([i % 256 for i in range(768)])
     pal.info["transparency"] = 0
     pal.save(root / "class_b" / "palette.png", transparency=0)
-    Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)).save(root / "class_b" / "deep16.png")
+    Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)).save(
+        root / "class_b" / "deep16.png"
+    )
     _write(root / "class_b" / "img.webp", "RGB", (33, 33), "WEBP")
     _write(root / "class_b" / "img.bmp", "RGB", (33, 65), "BMP")
     # bad ones

@@ -50,7 +50,11 @@ def test_same_shapes_share_initial_weights_across_arms():
     """Common random numbers: arms that differ only in activation start identical."""
     g1, d1 = build_models(RunConfig(g_activation="relu", seed=3))
     g2, d2 = build_models(RunConfig(g_activation="selu", d_activation="selu", seed=3))
-    for a, b in zip(list(g1.parameters()) + list(d1.parameters()), list(g2.parameters()) + list(d2.parameters()), strict=True):
+    for a, b in zip(
+        list(g1.parameters()) + list(d1.parameters()),
+        list(g2.parameters()) + list(d2.parameters()),
+        strict=True,
+    ):
         assert torch.equal(a, b)
     g3, _ = build_models(RunConfig(seed=4))
     assert not torch.equal(next(g1.parameters()), next(g3.parameters()))

@@ -25,7 +25,9 @@ def _trials(paths: Paths, name="ablate/loss/smoke"):
 
 def _final_fids(paths: Paths) -> dict:
     done = [t for t in _trials(paths) if t.state == TrialState.COMPLETE]
-    return {(t.user_attrs["arm"], t.user_attrs["seed"]): t.user_attrs["scores"]["fid"] for t in done}
+    return {
+        (t.user_attrs["arm"], t.user_attrs["seed"]): t.user_attrs["scores"]["fid"] for t in done
+    }
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +44,22 @@ def test_ablation_trains_scores_stores_and_reports(finished):
     assert page == paths.reports / "loss-smoke.html" and page.exists()
     assert (paths.reports / "index.html").exists()
     done = [t for t in _trials(paths) if t.state == TrialState.COMPLETE]
-    assert sorted((t.user_attrs["arm"], t.user_attrs["seed"]) for t in done) == [("bce", 0), ("bce", 1), ("bce_logits", 0), ("bce_logits", 1)]
+    assert sorted((t.user_attrs["arm"], t.user_attrs["seed"]) for t in done) == [
+        ("bce", 0),
+        ("bce", 1),
+        ("bce_logits", 0),
+        ("bce_logits", 1),
+    ]
     for t in done:
         assert t.user_attrs["status"] in ("completed", "diverged")
         assert t.user_attrs["scores"]["fid_metric"].startswith("fid_mnist")
         assert len(t.user_attrs["fid_curve"]) >= 2  # FID over training
-        names = {m.filename for m in optuna.artifacts.get_all_artifact_meta(t, storage=store.open_storage(paths.default_storage))}
+        names = {
+            m.filename
+            for m in optuna.artifacts.get_all_artifact_meta(
+                t, storage=store.open_storage(paths.default_storage)
+            )
+        }
         assert {"curves.json", "step_0000012.png", "step_0000024.png"} <= names
     with open(paths.tables / "loss-smoke.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -76,7 +88,9 @@ def test_adding_seeds_trains_only_the_new_ones(finished):
 
 def test_two_workers_split_the_runs_without_duplicates(tmp_path):
     paths = Paths(tmp_path / "results", tmp_path / "reports")
-    run_ablation("loss", "smoke", seeds=[0, 1, 2], workers=2, paths=paths, report=False, log=lambda s: None)
+    run_ablation(
+        "loss", "smoke", seeds=[0, 1, 2], workers=2, paths=paths, report=False, log=lambda s: None
+    )
     done = [t for t in _trials(paths) if t.state == TrialState.COMPLETE]
     keys = [(t.user_attrs["arm"], t.user_attrs["seed"]) for t in done]
     assert len(keys) == 6 and len(set(keys)) == 6
@@ -89,10 +103,14 @@ def test_killed_ablation_resumes_to_the_same_numbers(finished, tmp_path):
     reference, _, _ = finished
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "dcgan", "ablate", "loss", "--profile", "smoke", "--no-report"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     # wait until the first run has a checkpoint, then kill mid-ablation
     deadline = time.time() + 120
-    while time.time() < deadline and not list((tmp_path / "results" / "runs").glob("*/checkpoint.pt")):
+    while time.time() < deadline and not list(
+        (tmp_path / "results" / "runs").glob("*/checkpoint.pt")
+    ):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -101,5 +119,9 @@ def test_killed_ablation_resumes_to_the_same_numbers(finished, tmp_path):
     subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
     fids = _final_fids(paths)
     assert fids == {k: v for k, v in _final_fids(reference).items() if k[1] in (0, 1)}
-    keys = [(t.user_attrs["arm"], t.user_attrs["seed"]) for t in _trials(paths) if t.state == TrialState.COMPLETE]
+    keys = [
+        (t.user_attrs["arm"], t.user_attrs["seed"])
+        for t in _trials(paths)
+        if t.state == TrialState.COMPLETE
+    ]
     assert len(keys) == len(set(keys)) == 4

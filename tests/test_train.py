@@ -10,7 +10,16 @@ from dcgan.data import load_images
 from dcgan.schedules import lr_multiplier
 from dcgan.train import load_generator, read_metrics, train
 
-TINY = dict(g_width=8, d_width=8, batch_size=16, steps=12, log_every=3, grid_every=6, snapshot_every=6, checkpoint_every=6)
+TINY = dict(
+    g_width=8,
+    d_width=8,
+    batch_size=16,
+    steps=12,
+    log_every=3,
+    grid_every=6,
+    snapshot_every=6,
+    checkpoint_every=6,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +28,10 @@ def mnist():
 
 
 def losses(run_dir):
-    return [(r["step"], r["d_loss"], r["g_loss"], r["d_real"], r["g_grad_norm"]) for r in read_metrics(run_dir)]
+    return [
+        (r["step"], r["d_loss"], r["g_loss"], r["d_real"], r["g_grad_norm"])
+        for r in read_metrics(run_dir)
+    ]
 
 
 def test_run_directory_holds_everything(tmp_path, mnist):
@@ -29,8 +41,14 @@ def test_run_directory_holds_everything(tmp_path, mnist):
     assert result["status"] == "completed" and result["steps_done"] == 12
     assert RunConfig.from_dict(json.loads((run / "config.json").read_text())) == cfg
     assert [r["step"] for r in read_metrics(run)] == list(range(12))
-    assert sorted(p.name for p in (run / "grids").iterdir()) == ["step_0000006.png", "step_0000012.png"]
-    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["G_step_0000006.pt", "G_step_0000012.pt"]
+    assert sorted(p.name for p in (run / "grids").iterdir()) == [
+        "step_0000006.png",
+        "step_0000012.png",
+    ]
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == [
+        "G_step_0000006.pt",
+        "G_step_0000012.pt",
+    ]
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["step"] == 12 and state["config_hash"] == cfg.hash()
     g, loaded_cfg = load_generator(run)
@@ -47,7 +65,10 @@ def test_same_config_and_seed_is_bit_identical(tmp_path, mnist):
     assert losses(tmp_path / "a") != losses(tmp_path / "c")
 
 
-@pytest.mark.parametrize("extra", [{}, {"g_fresh_noise": True, "g_steps": 2, "lr_schedule": "cosine", "loss": "bce_logits"}])
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"g_fresh_noise": True, "g_steps": 2, "lr_schedule": "cosine", "loss": "bce_logits"}],
+)
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, mnist, extra):
     cfg = RunConfig(**{**TINY, **extra})
     train(cfg, tmp_path / "whole", images=mnist)
@@ -80,7 +101,9 @@ def test_resume_with_a_different_config_is_refused(tmp_path, mnist):
 
 
 def test_non_finite_loss_is_recorded_as_divergence(tmp_path, mnist):
-    cfg = RunConfig(**{**TINY, "steps": 24, "lr_g": 0.9, "lr_d": 0.9, "beta1_d": 0.0, "beta1_g": 0.0})
+    cfg = RunConfig(
+        **{**TINY, "steps": 24, "lr_g": 0.9, "lr_d": 0.9, "beta1_d": 0.0, "beta1_g": 0.0}
+    )
     # lr 0.9 alone may not blow up; poison D's weights after the first checkpoint instead
     train(cfg, tmp_path / "r", images=mnist, stop_after=6)
     state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
@@ -94,7 +117,9 @@ def test_non_finite_loss_is_recorded_as_divergence(tmp_path, mnist):
     assert read_metrics(tmp_path / "r")[-1]["step"] == 6
     # the last good checkpoint is intact (not overwritten with NaN weights)
     kept = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
-    assert kept["step"] == 6 and all(torch.isfinite(v).all() for v in kept["G"].values() if v.is_floating_point())
+    assert kept["step"] == 6 and all(
+        torch.isfinite(v).all() for v in kept["G"].values() if v.is_floating_point()
+    )
     assert all(torch.equal(kept["G"][k], good[k]) for k in good)
 
 

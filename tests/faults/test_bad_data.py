@@ -29,11 +29,22 @@ def _jpeg_bytes(mode="RGB", size=(48, 40), color=(10, 120, 240)):
 
 def _bomb_png(side=30_000):
     """A valid PNG header claiming side x side pixels: tiny file, huge canvas."""
+
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     raw = zlib.compress(b"\x00" * (side // 8 + 1), 9)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", raw)
+        + chunk(b"IEND", b"")
+    )
 
 
 def build_corpus(root):
@@ -53,7 +64,7 @@ def build_corpus(root):
     put("truncated.png", png[: len(png) // 2], "skipped")
     put("png_named.jpg", _png_bytes(), "used")  # wrong extension: decoded by content
     put("text_named.jpg", b"hello, I am not an image\n" * 10, "skipped")
-    arr16 = (np.arange(50 * 50, dtype=np.uint16).reshape(50, 50) * 20)
+    arr16 = np.arange(50 * 50, dtype=np.uint16).reshape(50, 50) * 20
     buf = io.BytesIO()
     Image.fromarray(arr16).save(buf, "PNG")
     put("sixteen_bit.png", buf.getvalue(), "used")
@@ -70,7 +81,13 @@ def build_corpus(root):
     put("garbage.webp", os.urandom(2048), "skipped")
     put("html.bmp", b"<html><script>alert(1)</script></html>", "skipped")
     put("gray.jpg", _jpeg_bytes("L", color=90), "used")
-    put("name_\udcff_latin1.png".encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape"), _png_bytes(), "used")
+    put(
+        "name_\udcff_latin1.png".encode("utf-8", "surrogateescape").decode(
+            "utf-8", "surrogateescape"
+        ),
+        _png_bytes(),
+        "used",
+    )
     # unreadable permissions (root can still read: then it is used)
     locked = root / "locked.png"
     locked.write_bytes(_png_bytes())
@@ -104,8 +121,21 @@ def test_bad_input_corpus_is_used_or_skipped_and_counted(tmp_path, tally):
 def test_training_on_a_bad_corpus_completes(tmp_path, tally):
     root = tmp_path / "corpus"
     build_corpus(root)
-    cfg = RunConfig(data=f"folder:{root}", channels=3, g_width=8, d_width=8, batch_size=4, steps=6, log_every=3, grid_every=3, snapshot_every=3, checkpoint_every=3)
-    result = train(cfg, tmp_path / "run", images=load_images(cfg.data, 32, 3, cache_dir=tmp_path / "c"))
+    cfg = RunConfig(
+        data=f"folder:{root}",
+        channels=3,
+        g_width=8,
+        d_width=8,
+        batch_size=4,
+        steps=6,
+        log_every=3,
+        grid_every=3,
+        snapshot_every=3,
+        checkpoint_every=3,
+    )
+    result = train(
+        cfg, tmp_path / "run", images=load_images(cfg.data, 32, 3, cache_dir=tmp_path / "c")
+    )
     assert result["status"] == "completed"
     tally("training runs on a bad corpus", 1, 1)
 

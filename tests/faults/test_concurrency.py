@@ -25,15 +25,36 @@ def _trials(url: str):
 
 
 def _ablate(workdir: Path, url: str, kill_one: bool):
-    cmd = [sys.executable, "-m", "dcgan", "ablate", "loss", "--profile", "smoke", "--seeds", SEEDS, "--workers", "4", "--storage", url, "--no-report"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dcgan",
+        "ablate",
+        "loss",
+        "--profile",
+        "smoke",
+        "--seeds",
+        SEEDS,
+        "--workers",
+        "4",
+        "--storage",
+        url,
+        "--no-report",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     killed = None
     if kill_one:
         deadline = time.time() + 300
         while killed is None and time.time() < deadline and proc.poll() is None:
             try:
-                running = [t for t in _trials(url) if t.state == TrialState.RUNNING and "owner" in t.user_attrs]
+                running = [
+                    t
+                    for t in _trials(url)
+                    if t.state == TrialState.RUNNING and "owner" in t.user_attrs
+                ]
             except Exception:
                 running = []
             if running:
@@ -55,7 +76,9 @@ def _check(url: str, killed):
     workers = {t.user_attrs["owner"]["pid"] for t in done}
     assert len(workers) >= 2
     if killed is not None:
-        retried = [t for t in trials if (t.user_attrs.get("arm"), t.user_attrs.get("seed")) == killed]
+        retried = [
+            t for t in trials if (t.user_attrs.get("arm"), t.user_attrs.get("seed")) == killed
+        ]
         assert any(t.user_attrs.get("failure") == "worker died" for t in retried)
         assert sum(t.state == TrialState.COMPLETE for t in retried) == 1
     return len(done)

@@ -31,11 +31,19 @@ def _env(**extra):
 
 def _end_state(workdir: Path):
     storage = store.open_storage(Paths(workdir / "results").default_storage)
-    trials = optuna.load_study(study_name="ablate/loss/smoke", storage=storage).get_trials(deepcopy=False)
+    trials = optuna.load_study(study_name="ablate/loss/smoke", storage=storage).get_trials(
+        deepcopy=False
+    )
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     keys = [(t.user_attrs["arm"], t.user_attrs["seed"]) for t in done]
     assert len(keys) == len(set(keys)), f"a run was recorded twice: {keys}"
-    return {(t.user_attrs["arm"], t.user_attrs["seed"]): (t.user_attrs["scores"]["fid"], t.user_attrs["result"]["final_g_loss"]) for t in done}
+    return {
+        (t.user_attrs["arm"], t.user_attrs["seed"]): (
+            t.user_attrs["scores"]["fid"],
+            t.user_attrs["result"]["final_g_loss"],
+        )
+        for t in done
+    }
 
 
 def _no_partial_files_in_use(workdir: Path):
@@ -57,10 +65,18 @@ def test_twenty_kills_then_same_end_state(tmp_path, tally):
     rng = random.Random(0)
     kills = 0
     for point, count in CRASH_POINTS:  # deterministic kills inside named phases
-        proc = subprocess.run(CMD, cwd=work, env=_env(DCGAN_CRASH_AT=f"{point}:{count}"), capture_output=True, timeout=900)
+        proc = subprocess.run(
+            CMD,
+            cwd=work,
+            env=_env(DCGAN_CRASH_AT=f"{point}:{count}"),
+            capture_output=True,
+            timeout=900,
+        )
         kills += proc.returncode == -signal.SIGKILL
     while kills < 22:  # and kills at random wall-clock moments
-        proc = subprocess.Popen(CMD, cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            CMD, cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(rng.uniform(2.0, 12.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)

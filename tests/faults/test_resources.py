@@ -14,7 +14,16 @@ from dcgan.data import load_images
 from dcgan.runner import Paths, run_ablation
 from dcgan.train import train
 
-TINY = dict(g_width=8, d_width=8, batch_size=16, steps=12, log_every=3, grid_every=6, snapshot_every=6, checkpoint_every=6)
+TINY = dict(
+    g_width=8,
+    d_width=8,
+    batch_size=16,
+    steps=12,
+    log_every=3,
+    grid_every=6,
+    snapshot_every=6,
+    checkpoint_every=6,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +47,17 @@ def test_non_finite_weights_end_as_diverged(tmp_path, mnist, poison, tally):
 
 def test_exploding_generator_is_recorded(tmp_path, mnist, tally):
     """A huge lr makes G's loss explode; the run ends as a result, not an exception."""
-    cfg = RunConfig(**{**TINY, "steps": 30, "lr_g": 0.9, "lr_d": 0.9, "beta1_g": 0.0, "beta1_d": 0.0, "diverge_g_loss": 5.0})
+    cfg = RunConfig(
+        **{
+            **TINY,
+            "steps": 30,
+            "lr_g": 0.9,
+            "lr_d": 0.9,
+            "beta1_g": 0.0,
+            "beta1_d": 0.0,
+            "diverge_g_loss": 5.0,
+        }
+    )
     result = train(cfg, tmp_path / "r", images=mnist)
     assert result["status"] in ("diverged", "completed")
     assert result["status"] == "diverged", "lr 0.9 with a G-loss limit of 5 should blow up"
@@ -53,13 +72,17 @@ def test_disk_full_fails_the_run_keeps_the_checkpoint_and_retries(tmp_path, monk
     def full_disk(path, write):
         if str(path).endswith("checkpoint.pt"):
             calls["checkpoints"] += 1
-            if calls["checkpoints"] == 2:  # the first checkpoint lands, the second finds the disk full
+            if (
+                calls["checkpoints"] == 2
+            ):  # the first checkpoint lands, the second finds the disk full
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(path, write)
 
     monkeypatch.setattr(atomic, "atomic_write", full_disk)
     run_ablation("loss", "smoke", seeds=[0], paths=paths, report=False, log=lambda s: None)
-    study = optuna.load_study(study_name="ablate/loss/smoke", storage=store.open_storage(paths.default_storage))
+    study = optuna.load_study(
+        study_name="ablate/loss/smoke", storage=store.open_storage(paths.default_storage)
+    )
     failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]
     assert len(failed) == 1 and "No space left" in failed[0].user_attrs["failure"]
     run_dir = next(p.parent for p in paths.runs.glob("*/checkpoint.pt"))
