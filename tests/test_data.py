@@ -56,7 +56,7 @@ def image_tree(tmp_path):
     pal.putpalette([i % 256 for i in range(768)])
     pal.info["transparency"] = 0
     pal.save(root / "class_b" / "palette.png", transparency=0)
-    Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)).save(
+    Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16).save(
         root / "class_b" / "deep16.png"
     )
     _write(root / "class_b" / "img.webp", "RGB", (33, 33), "WEBP")

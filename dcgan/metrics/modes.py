@@ -82,7 +82,8 @@ def generate_images(
     return torch.cat(images), nonfinite
 
 
-def modes_protocol(n: int = N_SAMPLES, seed: int = EVAL_NOISE_SEED, device: str = "auto") -> dict:
+def modes_protocol(n: int | None = None, seed: int = EVAL_NOISE_SEED, device: str = "auto") -> dict:
+    n = N_SAMPLES if n is None else n
     protocol = {
         "kind": "stacked_mnist_modes",
         "classifier_sha256": mnist_net.WEIGHTS_SHA256,
@@ -97,10 +98,11 @@ def modes_protocol(n: int = N_SAMPLES, seed: int = EVAL_NOISE_SEED, device: str 
 
 
 def score_modes(
-    G: nn.Module, n: int = N_SAMPLES, seed: int = EVAL_NOISE_SEED, device: str = "auto"
+    G: nn.Module, n: int | None = None, seed: int = EVAL_NOISE_SEED, device: str = "auto"
 ) -> dict:
-    """Mode coverage of a generator, stamped with the protocol that produced it."""
+    """Mode coverage of n (default 26,000) samples of G, stamped with their protocol."""
     protocol = modes_protocol(n, seed, device)
+    n = protocol["n"]
     bad = nonfinite_weights(G)
     reason = f"non-finite weights in {', '.join(bad[:3])}" if bad else ""
     if not reason:
