@@ -206,17 +206,16 @@ def classify_digits(
 
 @contextlib.contextmanager
 def full_fp32_precision() -> Iterator[None]:
-    """Disable TF32 (cuBLAS, cuDNN) and oneDNN's reduced precision while features are taken.
+    """Disable TF32 (cuBLAS matmuls, cuDNN convolutions) while features are taken.
 
-    TF32 moves Inception features by ~1e-3 relative; cuDNN convolutions default to TF32 in
-    this torch. Only the new fp32_precision API is used (mixing APIs is an error in torch).
+    TF32 moves Inception features by ~1e-3 relative, and cuDNN convolutions default to it.
+    The legacy allow_tf32 flags, as dcgan.metrics.inception uses: torch refuses to read them
+    once they were mixed with its newer fp32_precision API.
     """
-    settings = [torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.mkldnn]
-    saved = [s.fp32_precision for s in settings]
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = False
     try:
-        for setting in settings:
-            setting.fp32_precision = "ieee"
         yield
     finally:
-        for setting, value in zip(settings, saved, strict=True):
-            setting.fp32_precision = value
+        matmul.allow_tf32, cudnn.allow_tf32 = saved

@@ -55,7 +55,7 @@ from torch_fidelity.utils import (
 from ..atomic import atomic_torch_save, atomic_write_text
 from ..config import ConfigError, RunConfig
 from ..data import HELD_OUT_SEED, ImageSet, default_cache_dir, held_out_split, load_images
-from ..models import Generator
+from ..models import Generator, generate
 from . import modes
 from .extractors import (
     EVAL_NOISE_SEED,
@@ -291,7 +291,10 @@ def _failed(protocol: Protocol, reason: str, started: float) -> dict:
 
 # ---- generators --------------------------------------------------------------------------
 class _QuantisedGenerator(nn.Module):
-    """noise -> G -> uint8 images as the extractor takes them; counts non-finite pixels."""
+    """noise -> G -> uint8 images as the extractor takes them; counts non-finite pixels.
+
+    G samples exactly as the training grids do (`dcgan.models.generate`: BatchNorm on batch
+    statistics, as the reference implementation samples), so scores and grids agree."""
 
     def __init__(self, generator: nn.Module, spec: ExtractorSpec):
         super().__init__()
@@ -300,7 +303,7 @@ class _QuantisedGenerator(nn.Module):
         self.nonfinite = 0
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.generator(z)
+        x = generate(self.generator, z)
         finite = torch.isfinite(x)
         self.nonfinite += int((~finite).sum())
         return self.spec.adapt_channels(quantise_to_uint8(torch.where(finite, x, 0.0)))

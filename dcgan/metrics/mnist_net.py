@@ -1,7 +1,7 @@
 """A small MNIST classifier: the `mnist` feature extractor and the Stacked MNIST mode counter.
 
 Inception features describe photographs; on 32x32 digits a digit classifier's features are
-the meaningful (and about 100x cheaper) space for FID/KID, and its predictions count Stacked
+the meaningful (and on a CPU ~1,000x cheaper) space for FID/KID, and its predictions count Stacked
 MNIST modes. It is trained, seeded, on the reference part of the 5,000 embedded digits and
 evaluated on the held-out part, the same split the FID floor uses, so the held-out digits
 stay unseen. The committed weights are pinned by sha256; loading verifies it.

@@ -31,6 +31,7 @@ from . import mnist_net
 from .extractors import (
     EVAL_NOISE_SEED,
     classify_digits,
+    full_fp32_precision,
     nonfinite_weights,
     quantise_to_uint8,
     resolve_device,
@@ -106,8 +107,9 @@ def score_modes(
     bad = nonfinite_weights(G)
     reason = f"non-finite weights in {', '.join(bad[:3])}" if bad else ""
     if not reason:
-        images, nonfinite = generate_images(G, n, seed, torch.device(protocol["device"]))
-        if not nonfinite:
-            return {**mode_coverage(images, protocol["device"]), "protocol": protocol}
+        with full_fp32_precision():
+            images, nonfinite = generate_images(G, n, seed, torch.device(protocol["device"]))
+            if not nonfinite:
+                return {**mode_coverage(images, protocol["device"]), "protocol": protocol}
         reason = f"generator produced {nonfinite} non-finite pixels"
     return {"modes": math.nan, "kl": math.nan, "n": n, "reason": reason, "protocol": protocol}

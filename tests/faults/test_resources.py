@@ -45,22 +45,13 @@ def test_non_finite_weights_end_as_diverged(tmp_path, mnist, poison, tally):
     tally("NaN/Inf and exploding runs recorded", 1, 1)
 
 
-def test_exploding_generator_is_recorded(tmp_path, mnist, tally):
-    """A huge lr makes G's loss explode; the run ends as a result, not an exception."""
-    cfg = RunConfig(
-        **{
-            **TINY,
-            "steps": 30,
-            "lr_g": 0.9,
-            "lr_d": 0.9,
-            "beta1_g": 0.0,
-            "beta1_d": 0.0,
-            "diverge_g_loss": 5.0,
-        }
-    )
+def test_exploding_generator_loss_is_recorded(tmp_path, mnist, tally):
+    """D trained 50,000x faster than G wins outright: G's loss explodes past the limit and
+    the run ends as a recorded divergence, not an exception and not a silent 'completed'."""
+    cfg = RunConfig(**{**TINY, "steps": 40, "lr_d": 0.05, "lr_g": 1e-6, "diverge_g_loss": 8.0})
     result = train(cfg, tmp_path / "r", images=mnist)
-    assert result["status"] in ("diverged", "completed")
-    assert result["status"] == "diverged", "lr 0.9 with a G-loss limit of 5 should blow up"
+    assert result["status"] == "diverged" and "D won outright" in result["divergence_reason"]
+    assert result["final_g_loss"] > 8.0
     tally("NaN/Inf and exploding runs recorded", 1, 1)
 
 
@@ -85,7 +76,7 @@ def test_disk_full_fails_the_run_keeps_the_checkpoint_and_retries(tmp_path, monk
     )
     failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]
     assert len(failed) == 1 and "No space left" in failed[0].user_attrs["failure"]
-    run_dir = next(p.parent for p in paths.runs.glob("*/checkpoint.pt"))
+    run_dir = paths.runs / failed[0].user_attrs["config_hash"]
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == 12  # intact
     monkeypatch.setattr(atomic, "atomic_write", real_write)
     run_ablation("loss", "smoke", seeds=[0], paths=paths, report=False, log=lambda s: None)

@@ -166,6 +166,22 @@ def test_generator_is_left_untouched_and_nan_weights_score_nan(small_mnist):
     assert math.isnan(result["fid_mnist_100"]) and "non-finite" in result["reason"]
 
 
+def test_tf32_is_off_while_features_are_taken_and_restored_after(small_mnist, monkeypatch):
+    seen = []
+    featurise = fidelity._featurise_images
+
+    def spy(*args, **kwargs):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return featurise(*args, **kwargs)
+
+    monkeypatch.setattr(fidelity, "_featurise_images", spy)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    score_floor(small_mnist, make_protocol(small_mnist, "mnist", 100, "cpu", kid_subsets=2))
+    assert seen == [(False, False)]
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+
+
 def test_mismatched_image_size_is_refused(small_mnist):
     protocol = make_protocol(small_mnist, "mnist", n_fake=100, device="cpu")
     cfg = RunConfig(image_size=64)
