@@ -7,7 +7,7 @@ as Optuna artifacts; `optuna-dashboard` shows all of it. Embedded by default (SQ
 results/), PostgreSQL (`postgresql://...`) when several machines share the work.
 
 A worker that dies leaves its trial RUNNING. Heartbeats (RDBStorage's own) let any other
-worker fail it once stale and Optuna's RetryFailedTrialCallback re-enqueues it with the same
+worker fail it once stale and Optuna's RetryHeartbeatStaleTrialCallback re-enqueues it with the same
 attributes; on the same host a dead worker's pid is noticed at once.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 DEFAULT_STORAGE = "sqlite:///results/store.db"
@@ -67,7 +67,7 @@ def open_storage(
         engine_kwargs=engine_kwargs,
         heartbeat_interval=heartbeat_s,
         grace_period=grace_s,
-        heartbeat_stale_trial_callback=RetryFailedTrialCallback(
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
             max_retry=MAX_RETRY, inherit_intermediate_values=False
         ),
     )

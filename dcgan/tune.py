@@ -7,7 +7,7 @@ one study between machines. The trial budget belongs to the study, not to a proc
 every worker, on any machine, claims waiting trials with the store's compare-and-set until
 none is left, so N trials run, each once, however many workers take part. A worker that dies
 leaves its trial RUNNING: the store's heartbeats (or, on the same host, its dead pid) fail it
-and Optuna's RetryFailedTrialCallback enqueues it again with the same parameters.
+and Optuna's RetryHeartbeatStaleTrialCallback enqueues it again with the same parameters.
 """
 
 from __future__ import annotations

@@ -175,11 +175,15 @@ def test_tf32_is_off_while_features_are_taken_and_restored_after(small_mnist, mo
         return featurise(*args, **kwargs)
 
     monkeypatch.setattr(fidelity, "_featurise_images", spy)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    score_floor(small_mnist, make_protocol(small_mnist, "mnist", 100, "cpu", kid_subsets=2))
-    assert seen == [(False, False)]
-    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = True
+    try:
+        score_floor(small_mnist, make_protocol(small_mnist, "mnist", 100, "cpu", kid_subsets=2))
+        assert seen == [(False, False)]
+        assert matmul.allow_tf32 and cudnn.allow_tf32
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
 def test_mismatched_image_size_is_refused(small_mnist):
