@@ -7,8 +7,11 @@ symmetric PSD matrix sqrt(S1) S2 sqrt(S1), so
 
     tr(sqrt(S1 S2)) = sum(sqrt(eigvalsh(sqrt(S1) S2 sqrt(S1))))
 
-needs only symmetric eigensolvers (`eigh`), is real by construction, and sqrt(S1) of a fixed
-reference set can be computed once and cached, leaving one `eigh` per scored model.
+needs only symmetric eigensolvers, is real by construction, and sqrt(S1) of a fixed reference
+set can be computed once and cached, leaving two matmuls and one eigenvalues-only `eigvalsh`
+per scored model: on 2048-d, ~1-2 s on 2 CPU cores against 15-55 s for scipy's `sqrtm` and
+3-28 s for torch-fidelity's `eigvals` (timings on a shared machine vary that much). The
+one-off square root (an `eigh` with eigenvectors) costs about what `sqrtm` does.
 Everything runs in float64; eigenvalues that rounding pushes slightly below zero are clamped.
 """
 

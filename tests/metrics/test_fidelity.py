@@ -262,3 +262,16 @@ def test_trained_generator_beats_untrained(tmp_path):
         if r["metric"] == "fid_mnist_1k" and r["step"] == cfg.total_steps
     ]
     assert after and after[0] < before / 2, (after, before)
+
+
+@pytest.mark.slow
+def test_inception_scores_gray_digits_through_the_same_glue(small_mnist):
+    """Grayscale is repeated to RGB for inception-v3-compat; ~1 s per image on a CPU."""
+    tiny = ImageSet(small_mnist.images[:24], None, "mnist-first-24", "mnist[:24]")
+    protocol = make_protocol(tiny, "inception", n_fake=8, device="cpu", kid_subsets=2)
+    assert protocol.feature_layer == "2048" and len(protocol.weights_sha256) == 64
+    floor = score_floor(tiny, protocol)
+    assert math.isfinite(floor["fid_inception_8"]) and floor["fid_inception_8"] > 0
+    cfg = RunConfig(steps=1)
+    g, _ = build_models(cfg)
+    assert score_generator(g, cfg, tiny, protocol)["fid_inception_8"] > floor["fid_inception_8"]
