@@ -9,9 +9,16 @@ import torch  # noqa: E402
 torch.set_num_threads(int(os.environ.get("DCGAN_TEST_THREADS", "2")))
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Dataset/feature caches go to a per-session temp dir, never the user's results/."""
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Dataset/feature caches go to a per-session temp dir, never the user's results/.
+
+    Session-scoped and set in os.environ so module fixtures and subprocesses see it too."""
     cache = tmp_path_factory.getbasetemp() / "cache"
-    monkeypatch.setenv("DCGAN_CACHE_DIR", str(cache))
+    old = os.environ.get("DCGAN_CACHE_DIR")
+    os.environ["DCGAN_CACHE_DIR"] = str(cache)
     yield
+    if old is None:
+        os.environ.pop("DCGAN_CACHE_DIR", None)
+    else:
+        os.environ["DCGAN_CACHE_DIR"] = old

@@ -30,7 +30,7 @@ from torch_fidelity.utils import create_feature_extractor
 from . import mnist_net
 
 MNIST_FEATURES = str(mnist_net.FEATURE_DIM)
-MNIST_INPUT_VERSION = 1  # bump when the mnist extractor's preprocessing changes
+MNIST_INPUT_VERSION = 2  # bump when the mnist extractor's preprocessing changes
 # Every run, arm and snapshot is scored on the same latent vectors: torch-fidelity's 'normal'
 # noise stream (numpy RandomState) from this seed, independent of the batch size.
 EVAL_NOISE_SEED = 20_260_101
