@@ -120,14 +120,7 @@ def run_ablation(
     if workers <= 1:
         work(jobs[0], log)
     else:
-        ctx = multiprocessing.get_context("spawn")
-        procs = [
-            ctx.Process(target=work, args=(job,), name=f"dcgan-worker-{job.worker}") for job in jobs
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
+        spawn_workers(work, jobs, "dcgan-worker")
     log(f"{spec.name} [{profile}]: workers done in {time.perf_counter() - started:.0f} s")
 
     from .collect import collect_results, export_table
@@ -143,6 +136,16 @@ def run_ablation(
     page = render_report(results, paths.reports)
     _refresh_index(paths, storage)
     return page
+
+
+def spawn_workers(target, jobs: list, name: str) -> None:
+    """One process per job (spawned: no inherited torch/OpenMP state), joined before return."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=target, args=(job,), name=f"{name}-{job.worker}") for job in jobs]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
 
 
 def _refresh_index(paths: Paths, storage) -> None:

@@ -17,7 +17,6 @@ import dataclasses
 import difflib
 import ipaddress
 import math
-import multiprocessing
 import os
 import shutil
 import socket
@@ -37,7 +36,7 @@ from .atomic import atomic_write_json
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .recipes import RECIPES, build_config, recipe_overrides
-from .runner import Paths
+from .runner import Paths, spawn_workers
 from .specs import ABLATIONS_DIR, EXTRACTORS, _check_keys, _error, _load_toml
 from .train import train
 
@@ -588,14 +587,7 @@ def run_tuning(
     if workers == 1:
         work(jobs[0], log, images={(base.data, base.image_size, base.channels): images})
     else:
-        ctx = multiprocessing.get_context("spawn")
-        procs = [
-            ctx.Process(target=work, args=(job,), name=f"dcgan-tune-{job.worker}") for job in jobs
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
+        spawn_workers(work, jobs, "dcgan-tune")
     counts = {
         s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState
     }
