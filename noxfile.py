@@ -88,7 +88,7 @@ def faults(session: nox.Session) -> None:
         "pytest",
         "-q",
         "-m",
-        "faults or not faults",
+        "slow or not slow",  # every fault test, the slow kills and concurrency included
         "tests/faults",
         "-p",
         "no:cacheprovider",
