@@ -121,6 +121,8 @@ def run_ablation(
         work(jobs[0], log)
     else:
         spawn_workers(work, jobs, "dcgan-worker")
+        if store.reap_dead_workers(study, storage):  # a worker died after the others finished
+            work(jobs[0], log)
     log(f"{spec.name} [{profile}]: workers done in {time.perf_counter() - started:.0f} s")
 
     from .collect import collect_results, export_table

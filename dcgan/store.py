@@ -104,13 +104,18 @@ def _owner() -> dict:
 
 
 def _pid_alive(pid: int) -> bool:
+    """A zombie (killed, not yet reaped by its parent) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def reap_dead_workers(study: optuna.Study, storage: RDBStorage) -> int:
