@@ -22,3 +22,23 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("DCGAN_CACHE_DIR", None)
     else:
         os.environ["DCGAN_CACHE_DIR"] = old
+
+
+# A run small enough to train in about a second: 12 steps, checkpoints and snapshots at 6 and 12.
+TINY_RUN = dict(
+    g_width=8,
+    d_width=8,
+    batch_size=16,
+    steps=12,
+    log_every=3,
+    grid_every=6,
+    snapshot_every=6,
+    checkpoint_every=6,
+)
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from dcgan.data import load_images
+
+    return load_images("mnist", 32, 1)

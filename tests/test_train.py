@@ -6,25 +6,9 @@ import pytest
 import torch
 
 from dcgan.config import ConfigError, RunConfig
-from dcgan.data import load_images
 from dcgan.schedules import lr_multiplier
 from dcgan.train import load_generator, read_metrics, train
-
-TINY = dict(
-    g_width=8,
-    d_width=8,
-    batch_size=16,
-    steps=12,
-    log_every=3,
-    grid_every=6,
-    snapshot_every=6,
-    checkpoint_every=6,
-)
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return load_images("mnist", 32, 1)
+from tests.conftest import TINY_RUN as TINY  # noqa: E402  (shared tiny run; `mnist` fixture in conftest)
 
 
 def losses(run_dir):

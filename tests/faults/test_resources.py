@@ -10,25 +10,9 @@ from optuna.trial import TrialState
 
 from dcgan import atomic, store
 from dcgan.config import RunConfig
-from dcgan.data import load_images
 from dcgan.runner import Paths, run_ablation
 from dcgan.train import train
-
-TINY = dict(
-    g_width=8,
-    d_width=8,
-    batch_size=16,
-    steps=12,
-    log_every=3,
-    grid_every=6,
-    snapshot_every=6,
-    checkpoint_every=6,
-)
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return load_images("mnist", 32, 1)
+from tests.conftest import TINY_RUN as TINY  # noqa: E402  (shared tiny run; `mnist` fixture in conftest)
 
 
 @pytest.mark.parametrize("poison", [float("nan"), float("inf")])
