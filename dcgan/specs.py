@@ -149,6 +149,12 @@ def _error(path: Path, key: str, message: str) -> ConfigError:
     return ConfigError(f"{path}: {key}: {message}")
 
 
+def _check_choice(path: Path, key: str, value: Any, choices, shown: str | None = None) -> None:
+    if value not in choices:
+        valid = shown or ", ".join(map(str, choices))
+        raise _error(path, key, f"{value!r} is not valid; choose one of {valid}")
+
+
 def _check_keys(path: Path, where: str, got: dict, allowed: set[str]) -> None:
     for key in got:
         if key not in allowed:
@@ -183,12 +189,7 @@ def _profiles(path: Path, raw: dict, defaults: dict) -> dict[str, Profile]:
         _check_keys(path, f"profiles.{name}.", p, PROFILE_KEYS)
         where = f"profiles.{name}"
         extractor = p.get("extractor", "mnist")
-        if extractor not in EXTRACTORS:
-            raise _error(
-                path,
-                f"{where}.extractor",
-                f"{extractor!r} is not valid; choose one of {', '.join(EXTRACTORS)}",
-            )
+        _check_choice(path, f"{where}.extractor", extractor, EXTRACTORS)
         seeds = p.get("seeds", [0, 1, 2])
         if not (
             isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)
@@ -230,12 +231,9 @@ def _arms(path: Path, raw: Any) -> dict[str, Arm]:
         _check_keys(path, f"arms.{name}.", body, valid_keys)
         overrides = {k: v for k, v in body.items() if k not in ARM_SPECIAL_KEYS}
         for key, value in overrides.items():
-            if key in CHOICES and value not in CHOICES[key]:
-                raise _error(
-                    path,
-                    f"arms.{name}.{key}",
-                    f"{value!r} is not valid; choose one of {', '.join(map(repr, CHOICES[key]))}",
-                )
+            if key in CHOICES:
+                shown = ", ".join(map(repr, CHOICES[key]))
+                _check_choice(path, f"arms.{name}.{key}", value, CHOICES[key], shown)
         recipe = body.get("recipe")
         if recipe is not None and recipe not in RECIPES:
             raise _error(
@@ -260,12 +258,7 @@ def _claims(path: Path, raw: list, arms: dict[str, Arm]) -> list[Claim]:
         where = f"claims[{i}]"
         _check_keys(path, f"{where}.", c, {"source", "text", "kind", "arm", "vs", "reported"})
         kind = c.get("kind", "info")
-        if kind not in CLAIM_KINDS:
-            raise _error(
-                path,
-                f"{where}.kind",
-                f"{kind!r} is not valid; choose one of {', '.join(CLAIM_KINDS)}",
-            )
+        _check_choice(path, f"{where}.kind", kind, CLAIM_KINDS)
         for key in ("arm", "vs"):
             if c.get(key) is not None and c[key] not in arms:
                 raise _error(path, f"{where}.{key}", f"no arm {c[key]!r}; arms: {', '.join(arms)}")
