@@ -21,7 +21,6 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import torch
-from optuna.trial import TrialState
 
 from . import store
 from .config import ConfigError, RunConfig
@@ -120,7 +119,7 @@ def run_ablation(
     if workers <= 1:
         work(jobs[0], log)
     else:
-        spawn_workers(work, jobs, "dcgan-worker")
+        spawn_workers(work, jobs, "dcgan-worker", log)
         if store.reap_dead_workers(study, storage):  # a worker died after the others finished
             work(jobs[0], log)
     log(f"{spec.name} [{profile}]: workers done in {time.perf_counter() - started:.0f} s")
@@ -140,14 +139,19 @@ def run_ablation(
     return page
 
 
-def spawn_workers(target, jobs: list, name: str) -> None:
-    """One process per job (spawned: no inherited torch/OpenMP state), joined before return."""
+def spawn_workers(target, jobs: list, name: str, log=print) -> None:
+    """One process per job (spawned: no inherited torch/OpenMP state), joined before return.
+
+    A worker that dies is said out loud; its run goes back to the queue (reap_dead_workers).
+    """
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=target, args=(job,), name=f"{name}-{job.worker}") for job in jobs]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
+        if p.exitcode != 0:
+            log(f"{p.name} died (exit code {p.exitcode}); its run is re-queued")
 
 
 def _refresh_index(paths: Paths, storage) -> None:
@@ -203,13 +207,16 @@ def work(job: WorkerJob, log=print) -> None:
         with store.heartbeat(storage, trial._trial_id):
             try:
                 value, summary = execute_run(trial, job, artifacts, images)
+                crash_point("store_tell")
+                study.tell(trial, value)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # failed as stale while this worker was stalled; its retry is someone else's now
+                log(f"[w{job.worker}] {arm} seed {seed}: given up (another worker retries it)")
+                continue
             except Exception as err:  # a crash is recorded on the trial; the next ablate retries it
-                trial.set_user_attr("failure", f"{type(err).__name__}: {err}")
-                study.tell(trial, state=TrialState.FAIL)
+                store.record_failure(study, trial, f"{type(err).__name__}: {err}")
                 log(f"[w{job.worker}] {arm} seed {seed}: FAILED: {type(err).__name__}: {err}")
                 continue
-            crash_point("store_tell")
-            study.tell(trial, value)
         log(f"[w{job.worker}] {arm} seed {seed}: {summary}")
 
 

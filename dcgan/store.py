@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
@@ -62,7 +63,7 @@ def open_storage(
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 120}}
-    return RDBStorage(
+    storage = RDBStorage(
         url,
         engine_kwargs=engine_kwargs,
         heartbeat_interval=heartbeat_s,
@@ -71,6 +72,29 @@ def open_storage(
             max_retry=MAX_RETRY, inherit_intermediate_values=False
         ),
     )
+    if url.startswith("sqlite:///"):
+        _serialize_sqlite(storage.engine)
+    return storage
+
+
+def _serialize_sqlite(engine: sqlalchemy.engine.Engine) -> None:
+    """Make each SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE).
+
+    Python's sqlite3 runs a SELECT outside any transaction, so Optuna's read-check-write
+    WAITING -> RUNNING is not atomic there: two workers both read WAITING and both claim the
+    run (measured: 69 claims of 60 runs by 4 processes; optuna/optuna#4621). This is
+    SQLAlchemy's documented pysqlite recipe; PostgreSQL needs nothing (SELECT ... FOR UPDATE).
+    """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed are dropped
 
 
 def artifact_store(directory: Path | str | None = None) -> optuna.artifacts.FileSystemArtifactStore:
@@ -209,6 +233,15 @@ def claim_next(study: optuna.Study, storage: RDBStorage) -> optuna.Trial | None:
                 storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                 break  # re-read the queue
             return optuna.Trial(study, t._trial_id)
+
+
+def record_failure(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """Fail a run with its reason, unless the trial was already finished elsewhere."""
+    try:
+        trial.set_user_attr("failure", reason)
+        study.tell(trial, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
 
 
 def finished_runs(study: optuna.Study) -> dict[RunKey, FrozenTrial]:

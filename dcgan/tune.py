@@ -445,11 +445,14 @@ def work(job: TuneJob, log=print, images: dict[tuple, ImageSet] | None = None) -
         with store.heartbeat(storage, trial._trial_id):
             try:
                 state, values, summary = run_trial(trial, space, job, artifacts, images)
+                study.tell(trial, values, state=state)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # failed as stale while this worker was stalled; its retry is someone else's now
+                log(f"[w{job.worker}] trial {trial.number}: given up (another worker retries it)")
+                continue
             except Exception as err:  # recorded, not retried: it would fail the same way again
-                failure = f"{type(err).__name__}: {err}"
-                trial.set_user_attr("failure", failure)
-                state, values, summary = TrialState.FAIL, None, f"FAILED: {failure}"
-            study.tell(trial, values, state=state)
+                summary = f"FAILED: {type(err).__name__}: {err}"
+                store.record_failure(study, trial, summary[len("FAILED: ") :])
         ran += 1
         log(f"[w{job.worker}] trial {trial.number}: {summary}")
 
@@ -587,7 +590,7 @@ def run_tuning(
     if workers == 1:
         work(jobs[0], log, images={(base.data, base.image_size, base.channels): images})
     else:
-        spawn_workers(work, jobs, "dcgan-tune")
+        spawn_workers(work, jobs, "dcgan-tune", log)
     counts = {
         s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState
     }

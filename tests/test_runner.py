@@ -87,15 +87,18 @@ def test_adding_seeds_trains_only_the_new_ones(finished):
 
 
 def test_two_workers_split_the_runs_without_duplicates(tmp_path):
+    """Which worker takes which run is up to timing; that no run is taken twice is not (the
+    claim itself is raced directly in tests/test_store.py)."""
     paths = Paths(tmp_path / "results", tmp_path / "reports")
+    lines = []
     run_ablation(
-        "loss", "smoke", seeds=[0, 1, 2], workers=2, paths=paths, report=False, log=lambda s: None
+        "loss", "smoke", seeds=[0, 1, 2], workers=2, paths=paths, report=False, log=lines.append
     )
-    done = [t for t in _trials(paths) if t.state == TrialState.COMPLETE]
-    keys = [(t.user_attrs["arm"], t.user_attrs["seed"]) for t in done]
+    trials = _trials(paths)
+    keys = [(t.user_attrs["arm"], t.user_attrs["seed"]) for t in trials]
     assert len(keys) == 6 and len(set(keys)) == 6
-    owners = {t.user_attrs["owner"]["pid"] for t in done}
-    assert len(owners) == 2, "both workers took runs"
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert not [line for line in lines if "died" in line or "FAILED" in line or "given up" in line]
 
 
 def test_killed_ablation_resumes_to_the_same_numbers(finished, tmp_path):
