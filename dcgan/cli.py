@@ -44,7 +44,9 @@ def _train(argv: list[str]) -> int:
         # data. Measured on the tutorial at 64x64: nc=3 (grey copied thrice) collapsed at step
         # 74 on seeds 0 and 1; nc=1 drew digits by step 300 (docs/session-2-notes.md).
         cfg = build_config(args.recipe, {**overrides, "channels": 1}, where="command line")
-        print("data mnist is greyscale: channels=1, as pytorch/examples main.py does (--set channels=3 to override)")
+        print(
+            "data mnist is greyscale: channels=1, as pytorch/examples main.py does (--set channels=3 to override)"
+        )
     from .train import train
 
     print(
@@ -64,6 +66,16 @@ def _seeds(text: str) -> list[int]:
         ) from None
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--workers {text!r}: expected an integer >= 1")
+    return value
+
+
 def _ablate(argv: list[str]) -> int:
     from .specs import list_specs, load_spec
 
@@ -76,7 +88,11 @@ def _ablate(argv: list[str]) -> int:
     p.add_argument("--seeds", type=_seeds, help="e.g. 0,1,2,3 (default: the profile's)")
     p.add_argument("--data", help="override the data: mnist | stacked_mnist | folder:PATH")
     p.add_argument(
-        "--workers", type=int, default=1, help="parallel worker processes; they split the cores"
+        "--workers",
+        type=_workers,
+        default=None,
+        help="parallel worker processes, splitting the cores (default: runner.default_workers, "
+        "one per core on CPU, one on a GPU)",
     )
     p.add_argument(
         "--storage",
@@ -89,8 +105,6 @@ def _ablate(argv: list[str]) -> int:
             spec = load_spec(name)
             print(f"{name:15s} {spec.question}  [{len(spec.arms)} arms, baseline {spec.baseline}]")
         return 0
-    if args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: must be >= 1")
     from .runner import run_ablation
 
     page = run_ablation(

@@ -205,6 +205,10 @@ def enqueue_missing(
     return added
 
 
+def waiting(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+
+
 def claim_next(study: optuna.Study, storage: RDBStorage) -> optuna.Trial | None:
     """Take one WAITING run for this worker, or None when nothing is left to take.
 
@@ -213,10 +217,10 @@ def claim_next(study: optuna.Study, storage: RDBStorage) -> optuna.Trial | None:
     lowest-numbered live trial of a key wins, later ones are failed as duplicates.
     """
     while True:
-        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if not waiting:
+        queue = waiting(study)
+        if not queue:
             return None
-        for t in sorted(waiting, key=lambda t: t.number):
+        for t in sorted(queue, key=lambda t: t.number):
             if not storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                 continue
             storage.set_trial_user_attr(t._trial_id, "owner", _owner())

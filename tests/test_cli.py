@@ -30,7 +30,10 @@ def test_train_resolves_channels_from_the_data(tmp_path, extra, channels):
 
 def test_train_rejects_a_bad_override_before_training(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--recipe", "tutorial", "--set", "g_activation=selu2", "--out", str(out)]) == 2
+    assert (
+        main(["train", "--recipe", "tutorial", "--set", "g_activation=selu2", "--out", str(out)])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "g_activation" in err and "leaky_relu" in err
     assert not out.exists()

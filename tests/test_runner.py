@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from dcgan import store
+from dcgan import runner, store
 from dcgan.runner import Paths, run_ablation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,18 @@ def test_killed_ablation_resumes_to_the_same_numbers(finished, tmp_path):
     """SIGKILL the whole ablation at a moment during training, re-run: same end state."""
     reference, _, _ = finished
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "dcgan", "ablate", "loss", "--profile", "smoke", "--no-report"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dcgan",
+        "ablate",
+        "loss",
+        "--profile",
+        "smoke",
+        "--no-report",
+        "--workers",
+        "1",
+    ]
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -128,3 +139,13 @@ def test_killed_ablation_resumes_to_the_same_numbers(finished, tmp_path):
         if t.state == TrialState.COMPLETE
     ]
     assert len(keys) == len(set(keys)) == 4
+
+
+@pytest.mark.parametrize(
+    ("cores", "cuda", "queued", "expected"),
+    [(2, False, 18, 2), (64, False, 18, 8), (16, False, 3, 3), (2, False, 0, 1), (16, True, 18, 1)],
+)
+def test_default_workers_one_per_core_capped_one_on_gpu(monkeypatch, cores, cuda, queued, expected):
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: cuda)
+    assert runner.default_workers(queued) == expected

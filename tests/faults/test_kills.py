@@ -16,7 +16,7 @@ from dcgan import store
 from dcgan.runner import Paths
 
 ROOT = Path(__file__).resolve().parents[2]
-CMD = [sys.executable, "-m", "dcgan", "ablate", "loss", "--profile", "smoke"]
+CMD = [sys.executable, "-m", "dcgan", "ablate", "loss", "--profile", "smoke", "--workers", "1"]
 # (crash point, how many passes before the kill): each lands in a different phase
 CRASH_POINTS = [
     ("train_step", 5), ("train_step", 30), ("train_step", 70),
