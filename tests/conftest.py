@@ -1,6 +1,7 @@
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see dcgan/__init__.py
+# (the suite runs 2-thread torch beside its own worker subprocesses: spinning would stall)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -10,7 +10,8 @@ them once inside the ordinary test run would cost minutes and measure nothing.
 `DCGAN_BENCH_THREADS` sets torch's threads, default 1: on a 2-core machine shared with
 other work, 2 OpenMP threads stall at every op's barrier whenever one core is taken
 (measured: a cpu_default step 10-20x slower, and ratios that are noise). Set it to the core
-count on an idle machine. `DCGAN_BENCH_DEVICE` picks the device (default auto).
+count on an idle machine, with OMP_WAIT_POLICY=ACTIVE (tests/conftest.py defaults it to
+PASSIVE, which costs ~1.4x at 2 threads when nothing else runs). `DCGAN_BENCH_DEVICE` picks the device (default auto).
 """
 
 from __future__ import annotations
