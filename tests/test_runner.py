@@ -86,7 +86,7 @@ def test_adding_seeds_trains_only_the_new_ones(finished):
     assert len(trained) == 2 and all("seed 2" in line for line in trained)
 
 
-def test_two_workers_split_the_runs_without_duplicates(tmp_path):
+def test_two_workers_split_the_runs_without_duplicates(tmp_path, capfd):
     """Which worker takes which run is up to timing; that no run is taken twice is not (the
     claim itself is raced directly in tests/test_store.py)."""
     paths = Paths(tmp_path / "results", tmp_path / "reports")
@@ -98,7 +98,10 @@ def test_two_workers_split_the_runs_without_duplicates(tmp_path):
     keys = [(t.user_attrs["arm"], t.user_attrs["seed"]) for t in trials]
     assert len(keys) == 6 and len(set(keys)) == 6
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    assert not [line for line in lines if "died" in line or "FAILED" in line or "given up" in line]
+    captured = capfd.readouterr()  # spawned workers print to the file descriptors
+    out = "\n".join(lines) + captured.out + captured.err
+    assert out.count("completed") == 6
+    assert not [w for w in ("died", "FAILED", "given up", "Traceback") if w in out]
 
 
 def test_killed_ablation_resumes_to_the_same_numbers(finished, tmp_path):
