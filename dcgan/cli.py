@@ -91,8 +91,8 @@ def _ablate(argv: list[str]) -> int:
         "--workers",
         type=_workers,
         default=None,
-        help="parallel worker processes, splitting the cores (default: runner.default_workers, "
-        "one per core on CPU, one on a GPU)",
+        help="parallel worker processes, splitting the cores (default: runner.default_workers: "
+        "one per core on CPU as memory allows, one on a GPU)",
     )
     p.add_argument(
         "--storage",

@@ -144,11 +144,25 @@ def test_killed_ablation_resumes_to_the_same_numbers(finished, tmp_path):
     assert len(keys) == len(set(keys)) == 4
 
 
+GB = 1 << 30
+
+
 @pytest.mark.parametrize(
-    ("cores", "cuda", "queued", "expected"),
-    [(2, False, 18, 2), (64, False, 18, 8), (16, False, 3, 3), (2, False, 0, 1), (16, True, 18, 1)],
+    ("cores", "cuda", "queued", "data_gb", "expected"),
+    [
+        (2, False, 18, 0, 2),
+        (64, False, 18, 0, 8),  # capped
+        (16, False, 3, 0, 3),  # no more workers than runs
+        (2, False, 0, 0, 1),
+        (16, True, 18, 0, 1),  # one per GPU
+        (16, False, 18, 3, 4),  # 16 GB free / (3 GB of data + 1 GB each)
+        (16, False, 18, 40, 1),  # data larger than memory: still one
+    ],
 )
-def test_default_workers_one_per_core_capped_one_on_gpu(monkeypatch, cores, cuda, queued, expected):
+def test_default_workers_per_core_memory_and_gpu(
+    monkeypatch, cores, cuda, queued, data_gb, expected
+):
     monkeypatch.setattr(runner.os, "cpu_count", lambda: cores)
     monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: cuda)
-    assert runner.default_workers(queued) == expected
+    monkeypatch.setattr(runner, "_available_memory", lambda: 16 * GB)
+    assert runner.default_workers(queued, data_gb * GB) == expected
