@@ -43,7 +43,7 @@ def _train(argv: list[str]) -> int:
         # pytorch/examples main.py trains MNIST with nc=1; the recipes' nc=3 is for colour
         # data. Measured on the tutorial at 64x64: nc=3 (grey copied thrice) collapsed at step
         # 74 on seeds 0 and 1; nc=1 drew digits by step 300 (docs/session-2-notes.md).
-        cfg = build_config(args.recipe, {**overrides, "channels": 1}, where="command line")
+        cfg = cfg.replace(where="command line", channels=1)
         print(
             "data mnist is greyscale: channels=1, as pytorch/examples main.py does (--set channels=3 to override)"
         )

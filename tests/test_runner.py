@@ -112,13 +112,7 @@ def test_killed_ablation_resumes_to_the_same_numbers(finished, tmp_path):
         sys.executable,
         "-m",
         "dcgan",
-        "ablate",
-        "loss",
-        "--profile",
-        "smoke",
-        "--no-report",
-        "--workers",
-        "1",
+        *"ablate loss --profile smoke --no-report --workers 1".split(),
     ]
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
