@@ -1,0 +1,136 @@
+"""Verdicts against budget on synthetic FID curves: late flips, still-falling curves, stable pairs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dcgan.report import trajectory as tr
+
+KIMG = np.arange(16, 321, 16.0)  # 20 snapshots over a 320 kimg budget
+SEEDS = range(5)
+
+
+def _curve(arm: str, fn, noise: float = 0.03, seed_offset: int = 0) -> pd.DataFrame:
+    rows = []
+    for seed in SEEDS:
+        rng = np.random.default_rng(1000 * seed + seed_offset)
+        for k in KIMG:
+            rows.append(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    "kimg": k,
+                    "value": fn(k) * math.exp(rng.normal(0, noise)),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def converging(final: float, tau: float = 40.0):
+    return lambda k: final * (1 + 20 * math.exp(-k / tau))
+
+
+def _analyse(*curves: pd.DataFrame, precision=None):
+    frame = pd.concat(curves, ignore_index=True)
+    arms = list(dict.fromkeys(frame["arm"]))
+    return tr.analyse_trajectories(frame, arms, arms[0], {a: 320.0 for a in arms}, precision)
+
+
+def test_stable_separated_pair_is_final_and_keeps_its_verdict():
+    result = _analyse(
+        _curve("base", converging(100)), _curve("good", converging(60), seed_offset=1)
+    )
+    good = result["good"]
+    assert good.gate.trained and result["base"].gate.trained
+    assert good.stability.final and good.stability.direction == "better"
+    label, sentence = tr.qualify("better", good, result["base"])
+    assert label == "better" and "at the end" in sentence
+
+
+def test_ranking_that_flips_late_is_budget_sensitive():
+    # better than the baseline until ~260 kimg, worse after: the end verdict must not be final
+    def flips(k):
+        return 100 * (1 + 20 * math.exp(-k / 40)) * (0.6 if k < 260 else 1.5)
+
+    result = _analyse(_curve("base", converging(100)), _curve("flip", flips, seed_offset=2))
+    flip = result["flip"]
+    assert flip.stability.direction == "worse"
+    assert not flip.stability.final
+    assert 240 <= flip.stability.changed_at_kimg < 270
+    label, sentence = tr.qualify("worse", flip, result["base"])
+    assert label == "budget-sensitive" and "changed at" in sentence
+
+
+def test_curve_still_falling_steeply_is_undertrained():
+    def slow(k):  # halves every 100 kimg up to the end of the budget
+        return 2000 * 0.5 ** (k / 100)
+
+    result = _analyse(_curve("base", converging(100)), _curve("slow", slow, seed_offset=3))
+    assert result["slow"].gate.trained is False
+    label, _ = tr.qualify("worse", result["slow"], result["base"])
+    assert label == "undertrained"
+
+
+def test_undertrained_baseline_takes_every_verdict_away():
+    result = _analyse(
+        _curve("base", lambda k: 2000 * 0.5 ** (k / 100)),
+        _curve("good", converging(60), seed_offset=4),
+    )
+    label, sentence = tr.qualify("better", result["good"], result["base"])
+    assert label == "undertrained" and "baseline" in sentence
+
+
+def test_near_zero_precision_fails_the_gate():
+    result = _analyse(
+        _curve("base", converging(100)),
+        _curve("off", converging(100), seed_offset=5),
+        precision={"off": 0.01, "base": 0.6},
+    )
+    assert result["off"].gate.trained is False and "precision" in result["off"].gate.reason
+    assert result["base"].gate.trained is True
+
+
+def test_slower_to_learn_same_end():
+    result = _analyse(
+        _curve("base", converging(100, tau=20)),
+        _curve("late", converging(100, tau=45), seed_offset=6),
+    )
+    late = result["late"]
+    assert late.speed_ratio.direction == "worse"
+    label, sentence = tr.qualify("equivalent", late, result["base"])
+    assert label == "slower, same end" and "slower to learn" in sentence
+
+
+def test_quick_profile_gives_no_final_verdict():
+    result = _analyse(
+        _curve("base", converging(100)), _curve("good", converging(60), seed_offset=7)
+    )
+    assert tr.qualify("better", result["good"], result["base"], conclusive=False)[0] == "early only"
+
+
+@pytest.mark.parametrize("noise", ["normal", "lognormal"])
+def test_log_t_interval_covers_the_geometric_mean(noise):
+    rng = np.random.default_rng(0)
+    hits, trials, true = 0, 2000, 100.0
+    for _ in range(trials):
+        if noise == "lognormal":
+            x = true * np.exp(rng.normal(0, 0.3, size=5))
+        else:  # normal noise, small relative to the mean: the median is the mean
+            x = rng.normal(true, 8.0, size=5)
+        ci = tr.log_t_interval(x)
+        hits += ci.lo <= true <= ci.hi
+    assert hits / trials >= 0.93
+
+
+def test_pairs_arms_with_different_snapshot_grids_by_kimg():
+    base = _curve("base", converging(100))
+    coarse = _curve("big_batch", converging(50), seed_offset=8)
+    coarse = coarse[coarse["kimg"] % 64 == 0]  # a batch-512 arm snapshots 4x less often
+    deltas = tr.paired_ratios(coarse, base)
+    assert deltas and all(64 <= d.kimg <= 320 for d in deltas)
+    assert all(d.ratio.n == 5 for d in deltas)
+    assert deltas[-1].ratio.value == pytest.approx(0.5, rel=0.1)
