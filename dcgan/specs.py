@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from .config import CHOICES, ConfigError, RunConfig
+from .locations import ablations_dir, missing_specs_hint
 from .recipes import RECIPES, recipe_overrides
 from .results import Claim
 
-ABLATIONS_DIR = Path(__file__).resolve().parent.parent / "ablations"
+ABLATIONS_DIR = ablations_dir()  # $DCGAN_ABLATIONS, a checkout's ablations/, or the wheel's copy
 PROFILES_FILE = "_profiles.toml"
 EXTRACTORS = ("mnist", "inception")
 CLAIM_KINDS = ("better", "not_better", "diverges", "info")
@@ -285,8 +286,11 @@ def load_spec(name_or_path: str | Path, ablations_dir: Path | None = None) -> Ab
     if path.suffix != ".toml":
         path = ablations_dir / f"{name_or_path}.toml"
         if not path.exists():
+            known = list_specs(ablations_dir)
+            if not known:
+                raise ConfigError(missing_specs_hint(ablations_dir))
             raise ConfigError(
-                f"no ablation {str(name_or_path)!r} in {ablations_dir}; choose one of {', '.join(list_specs(ablations_dir)) or '(none)'}"
+                f"no ablation {str(name_or_path)!r} in {ablations_dir}; choose one of {', '.join(known)}"
             )
     raw = _load_toml(path)
     _check_keys(path, "", raw, SPEC_KEYS)

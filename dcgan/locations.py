@@ -1,0 +1,47 @@
+"""Where things live: the specs, the results folder and the reports folder.
+
+Light on purpose (standard library only): the command line's `--help` reads it.
+
+- specs: `$DCGAN_ABLATIONS`, else `ablations/` of a source checkout, else the copy a wheel
+  ships inside the package (`dcgan/ablations/`, see pyproject.toml).
+- results (`store.db`, `runs/`, `tables/`, `artifacts/`, `cache/`): `--results`, else
+  `$DCGAN_RESULTS`, else `results/` in the working directory.
+- reports (HTML): `--reports`, else `$DCGAN_REPORTS`, else `reports/` in the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ABLATIONS_ENV = "DCGAN_ABLATIONS"
+RESULTS_ENV = "DCGAN_RESULTS"
+REPORTS_ENV = "DCGAN_REPORTS"
+PACKAGE = Path(__file__).resolve().parent
+SOURCE_ABLATIONS = PACKAGE.parent / "ablations"  # a source checkout (or an editable install)
+PACKAGED_ABLATIONS = PACKAGE / "ablations"  # what a wheel installs
+
+
+def ablations_dir() -> Path:
+    env = os.environ.get(ABLATIONS_ENV)
+    if env:
+        return Path(env)
+    if (SOURCE_ABLATIONS / "_profiles.toml").exists():
+        return SOURCE_ABLATIONS
+    return PACKAGED_ABLATIONS
+
+
+def missing_specs_hint(directory: Path) -> str:
+    """What to say when no spec is found: where we looked and how to point elsewhere."""
+    return (
+        f"no ablation specs (*.toml) in {directory}: a source checkout keeps them in ablations/, "
+        f"an installed wheel in dcgan/ablations/; set ${ABLATIONS_ENV} to a folder of specs"
+    )
+
+
+def results_dir(value: str | Path | None = None) -> Path:
+    return Path(value or os.environ.get(RESULTS_ENV) or "results")
+
+
+def reports_dir(value: str | Path | None = None) -> Path:
+    return Path(value or os.environ.get(REPORTS_ENV) or "reports")
