@@ -44,7 +44,8 @@ def collect_results(
         row.update(
             arm=run.arm, seed=run.seed, is_baseline=run.arm == spec.baseline, status=store.live_status(trials),
             config_hash=run.config.hash(), total_steps=run.config.total_steps,
-            precision="bf16" if run.config.amp == "bf16" else "fp32",
+            dtype="bf16" if run.config.amp == "bf16" else "fp32", batch_size=run.config.batch_size,
+            total_kimg=run.config.total_steps * run.config.batch_size / 1000,
         )  # fmt: skip
         if done:
             trial = done[0]
@@ -62,7 +63,7 @@ def collect_results(
             )  # fmt: skip
             protocol = protocol or scores.get("protocol") or {}
             floor = floor or trial.user_attrs.get("floor") or None
-            curves += _curve_rows(run.arm, run.seed, trial, storage, artifact_dir)
+            curves += _curve_rows(run, trial, storage, artifact_dir)
             grids[(run.arm, run.seed)] = _grid_files(trial, storage, artifact_dir)
         runs.append(row)
     runs_frame = pd.DataFrame(runs, columns=RUN_COLUMNS)
@@ -97,7 +98,7 @@ def collect_results(
         arms={name: {**arm.overrides, **({"recipe": arm.recipe} if arm.recipe else {})} for name, arm in spec.arms.items()},
         sources=spec.sources, claims=spec.claims, runs=runs_frame,
         curves=pd.DataFrame(curves, columns=CURVE_COLUMNS), grids=grids, protocol=protocol,
-        floor=floor, setup=setup, notes=notes, spec_path=str(spec.path),
+        floor=floor, setup=setup, notes=notes, spec_path=str(spec.path), conclusive=prof.conclusive,
     )  # fmt: skip
 
 
@@ -117,11 +118,21 @@ def _budget(planned) -> str:
     return "; ".join(sorted(parts))
 
 
-def _curve_rows(arm: str, seed: int, trial, storage, artifact_dir: Path) -> list[dict]:
+def _curve_rows(run, trial, storage, artifact_dir: Path) -> list[dict]:
+    arm, seed, per_kimg = run.arm, run.seed, run.config.batch_size / 1000
     rows = []
     for metric in ("fid", "kid"):
         for step, value in trial.user_attrs.get(f"{metric}_curve", []):
-            rows.append({"arm": arm, "seed": seed, "step": step, "metric": metric, "value": value})
+            rows.append(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    "step": step,
+                    "kimg": step * per_kimg,
+                    "metric": metric,
+                    "value": value,
+                }
+            )
     path = _artifact_path(trial, storage, artifact_dir, "curves.json")
     if path is not None:
         curves = json.loads(path.read_text())
@@ -130,7 +141,14 @@ def _curve_rows(arm: str, seed: int, trial, storage, artifact_dir: Path) -> list
             if metric == "step":
                 continue
             rows += [
-                {"arm": arm, "seed": seed, "step": s, "metric": metric, "value": v}
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    "step": s,
+                    "kimg": s * per_kimg,
+                    "metric": metric,
+                    "value": v,
+                }
                 for s, v in zip(steps, values, strict=True)
             ]
     return rows

@@ -9,8 +9,8 @@ report touches Optuna, so a report can be rendered from any source that fills th
     wall_s, images_per_s, final_d_loss, final_g_loss, final_d_real, final_d_fake,
     fid, kid, kid_std, modes, kl (NaN unless the data is stacked_mnist), fid_metric,
     kid_metric (metric names that state the protocol, e.g. 'fid_mnist_1k'), protocol_id,
-    precision ('fp32' | 'bf16'), config_hash, scored_step
-`curves` is long-form: arm, seed, step, metric, value, with metric in
+    dtype ('fp32' | 'bf16'), config_hash, scored_step, batch_size, total_kimg (the budget)
+`curves` is long-form: arm, seed, step, kimg (step x batch / 1000), metric, value, with metric in
     d_loss, g_loss, d_real, d_fake, lr_g, lr_d, g_grad_norm, d_grad_norm, fid, kid
 """
 
@@ -25,17 +25,23 @@ RUN_COLUMNS = [
     "arm", "seed", "is_baseline", "status", "diverged_at_step", "divergence_reason",
     "steps_done", "total_steps", "wall_s", "images_per_s", "final_d_loss", "final_g_loss",
     "final_d_real", "final_d_fake", "fid", "kid", "kid_std", "modes", "kl", "fid_metric",
-    "kid_metric", "protocol_id", "precision", "config_hash", "scored_step",
+    "kid_metric", "protocol_id", "dtype", "config_hash", "scored_step", "batch_size", "total_kimg",
 ]  # fmt: skip
-CURVE_COLUMNS = ["arm", "seed", "step", "metric", "value"]
+CURVE_COLUMNS = ["arm", "seed", "step", "kimg", "metric", "value"]
 
 
 @dataclass
 class Claim:
-    """A source document's claim, to be set beside what we measured.
+    """A source document's claim, a pre-registered hypothesis tested under stated conditions.
 
-    kind: 'better' (arm beats vs on FID), 'not_better' (arm does not beat vs),
-    'diverges' (arm fails to train), 'info' (context only; no verdict computed).
+    kind: 'better' (arm beats vs on FID), 'not_better' (arm does not beat vs: needs evidence,
+    an equivalence test or a resolved 'worse'), 'diverges' (arm fails to train in most seeds),
+    'info' (context only; no verdict computed).
+    Conditions the claim was made under: measure ('fid' for better/not_better, 'failure' for
+    diverges), recipe, data, budget, margin (equivalence margin on the ratio scale; None: the
+    spec's), scope ('in', or 'out: <why>' when this project cannot test it under its
+    conditions) and, for divergence, a loss criterion stated beside the document's own figures
+    ({'g_loss_above': 20.0, 'd_loss_below': 0.01}).
     """
 
     source: str  # document id, e.g. "004"
@@ -44,6 +50,21 @@ class Claim:
     arm: str | None = None
     vs: str | None = None
     reported: dict[str, float] = field(default_factory=dict)  # e.g. final losses the doc gives
+    measure: str | None = None
+    recipe: str | None = None
+    data: str | None = None
+    budget: str | None = None
+    margin: float | None = None
+    scope: str = "in"
+    criterion: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def in_scope(self) -> bool:
+        return not self.scope.startswith("out")
+
+    @property
+    def out_of_scope_reason(self) -> str:
+        return self.scope.partition(":")[2].strip() if not self.in_scope else ""
 
 
 @dataclass
@@ -62,4 +83,5 @@ class AblationResults:
     floor: dict | None  # real-vs-real: {'fid': .., 'kid': .., 'kid_std': ..}
     setup: dict  # data, seeds, budget, base recipe, hardware, packages, git commit, store
     notes: list[str] = field(default_factory=list)  # caveats the report must print
+    conclusive: bool = True  # False for profiles too short for final verdicts (smoke, quick)
     spec_path: str = ""

@@ -315,3 +315,47 @@ def progression(frames: list[tuple[int, Path]]) -> list[tuple[int, bytes]]:
         except OSError:
             continue
     return thumbnails
+
+
+def budget_ratios(trajectories: dict, arms: list[str], palette: dict) -> bytes | None:
+    """Each arm's FID / baseline FID (paired by seed, t-interval on log) against kimg.
+
+    One facet per arm: a verdict is final only if the band stays on one side of 1 to the end.
+    """
+    shown = [a for a in arms if a in trajectories and trajectories[a].deltas]
+    if not shown:
+        return None
+    with _style():
+        fig, axes = _facets(len(shown), row_height=2.4)
+        for ax, arm in zip(axes, shown, strict=False):
+            deltas = trajectories[arm].deltas
+            kimg = [d.kimg for d in deltas]
+            ax.plot(
+                kimg,
+                [d.ratio.value for d in deltas],
+                color=palette[arm],
+                marker="o",
+                ms=2.5,
+                lw=1.4,
+            )
+            ax.fill_between(
+                kimg,
+                [d.ratio.lo for d in deltas],
+                [d.ratio.hi for d in deltas],
+                color=palette[arm],
+                alpha=0.2,
+                lw=0,
+            )
+            ax.axhline(1.0, color=FLOOR_COLOR, lw=1, ls="--")
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            stab = trajectories[arm].stability
+            title = _text(arm) + (f"\n{stab.sentence}" if stab else "")
+            ax.set(
+                xlabel="kimg (thousands of images seen)", ylabel="FID / baseline FID", title=title
+            )
+        for ax in axes[len(shown) :]:
+            ax.set_visible(False)
+        fig.tight_layout()
+        return _png(fig)

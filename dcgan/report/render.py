@@ -15,7 +15,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from dcgan.atomic import atomic_write_text
-from dcgan.report import fmt, plots, stats, verdicts
+from dcgan.report import fmt, plots, stats, trajectory, verdicts
 from dcgan.results import AblationResults
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -74,14 +74,34 @@ def _samples(results: AblationResults, arm: stats.ArmSummary) -> dict | None:
     return None
 
 
-def _figures(results: AblationResults, arms: list[str]) -> dict[str, bytes | None]:
+def _figures(
+    results: AblationResults, arms: list[str], trajectories: dict
+) -> dict[str, bytes | None]:
     curves = plots.finished_curves(results.curves, results.runs)
     return {
+        "budget_ratios": plots.budget_ratios(trajectories, arms, plots.arm_palette(arms)),
         "final_scores": plots.final_scores(results.runs, arms, results.floor),
         "training_scores": plots.training_scores(curves, arms, plots.arm_palette(arms)),
         "losses": plots.losses(curves, results.runs, arms),
         "discriminator": plots.discriminator_outputs(curves, arms),
     }
+
+
+def budget_verdicts(
+    results: AblationResults, analysis: stats.Analysis, trajectories: dict
+) -> dict[str, verdicts.ArmVerdict]:
+    """The statistical verdict at the end of the budget, downgraded by the trained-enough gate
+    and the stability rule (dcgan.report.trajectory): only a trained, stable difference is final."""
+    out = {}
+    base = trajectories.get(results.baseline)
+    for arm, v in verdicts.arm_verdicts(analysis).items():
+        if base is None or arm not in trajectories:
+            out[arm] = v
+            continue
+        label, why = trajectory.qualify(v.label, trajectories[arm], base, results.conclusive)
+        sentence = v.sentence + (f" Against the budget: {why}." if why else "")
+        out[arm] = verdicts.ArmVerdict(label, sentence)
+    return out
 
 
 def _progress(analysis: stats.Analysis) -> tuple[int, int, list[tuple[str, int, str]]]:
@@ -95,10 +115,11 @@ def summary(results: AblationResults) -> dict:
     """What the index shows for one ablation."""
     analysis = stats.analyse(results)
     done, expected, _ = _progress(analysis)
+    by_arm = budget_verdicts(results, analysis, trajectory.for_results(results))
     return {
         "name": results.name,
         "question": results.question,
-        "verdict": verdicts.overall_verdict(analysis, results.baseline),
+        "verdict": verdicts.overall_verdict(analysis, results.baseline, by_arm),
         "runs_done": done,
         "runs_expected": expected,
         "profile": results.profile,
@@ -114,16 +135,20 @@ def render_report(results: AblationResults, out_dir: Path) -> Path:
     analysis = stats.analyse(results)
     names = [a.arm for a in analysis.arms]
     done, expected, unfinished = _progress(analysis)
+    trajectories = trajectory.for_results(results)
+    by_arm = budget_verdicts(results, analysis, trajectories)
     html = (
         _environment()
         .get_template("report.html.j2")
         .render(
             results=results,
             analysis=analysis,
-            overall=verdicts.overall_verdict(analysis, results.baseline),
-            arm_verdicts=verdicts.arm_verdicts(analysis),
+            overall=verdicts.overall_verdict(analysis, results.baseline, by_arm),
+            arm_verdicts=by_arm,
             claims=verdicts.claim_verdicts(results, analysis),
-            figures=_figures(results, names),
+            figures=_figures(results, names, trajectories),
+            trajectories=trajectories,
+            rules=trajectory.RULES,
             samples={a.arm: _samples(results, a) for a in analysis.arms},
             no_data=[a.arm for a in analysis.arms if not a.done_seeds],
             runs_done=done,

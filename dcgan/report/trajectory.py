@@ -366,3 +366,57 @@ def analyse_trajectories(
             ratio = paired_speed(curve, base_curve, threshold) if math.isfinite(threshold) else None
         out[arm] = ArmTrajectory(arm, g, deltas, stab, speed(curve, threshold), ratio)
     return out
+
+
+def _carry_diverged_forward(fid: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """A diverged run keeps its last scored FID for the rest of the budget (its generator makes
+    no better samples after diverging), so it stays in the pairs instead of silently dropping out
+    of the later snapshots."""
+    diverged = runs[runs["status"] == "diverged"]
+    grid = sorted(fid["kimg"].unique())
+    extra = []
+    for arm, seed in zip(diverged["arm"], diverged["seed"], strict=True):
+        rows = fid[(fid["arm"] == arm) & (fid["seed"] == seed)].sort_values("kimg")
+        if rows.empty:
+            continue
+        last_kimg, last_value = float(rows["kimg"].iloc[-1]), float(rows["value"].iloc[-1])
+        arm_grid = sorted(fid[fid["arm"] == arm]["kimg"].unique()) or grid
+        extra += [
+            {"arm": arm, "seed": seed, "kimg": k, "value": last_value}
+            for k in arm_grid
+            if k > last_kimg
+        ]
+    return pd.concat([fid, pd.DataFrame(extra)], ignore_index=True) if extra else fid
+
+
+def for_results(results) -> dict[str, ArmTrajectory]:
+    """The trajectories of an AblationResults (dcgan.results): primary FID at every snapshot."""
+    curves = results.curves
+    fid = curves[curves["metric"] == "fid"][["arm", "seed", "kimg", "value"]].copy()
+    fid["kimg"] = pd.to_numeric(fid["kimg"], errors="coerce")
+    fid["value"] = pd.to_numeric(fid["value"], errors="coerce")
+    fid = fid.dropna()
+    arms = list(dict.fromkeys([*results.arms, *results.runs["arm"]]))
+    runs = results.runs
+    fid = _carry_diverged_forward(fid, runs)
+    budget = {}
+    for arm in arms:
+        rows = runs[runs["arm"] == arm]
+        kimg = (
+            pd.to_numeric(rows.get("total_kimg"), errors="coerce") if "total_kimg" in rows else None
+        )
+        if kimg is not None and kimg.notna().any():
+            budget[arm] = float(kimg.max())
+        else:  # the furthest snapshot any seed reached
+            seen = fid[fid["arm"] == arm]["kimg"]
+            budget[arm] = float(seen.max()) if len(seen) else NAN
+    precision = curves[curves["metric"] == "precision"]
+    final_precision = {}
+    for arm in arms:
+        rows = precision[precision["arm"] == arm]
+        if len(rows):
+            last = rows.sort_values("step").groupby("seed")["value"].last()
+            final_precision[arm] = float(pd.to_numeric(last, errors="coerce").mean())
+    real = (results.floor or {}).get("precision", NAN)
+    real = float(real) if real is not None else NAN
+    return analyse_trajectories(fid, arms, results.baseline, budget, final_precision, real)

@@ -46,10 +46,17 @@ def _curves(arm: str, seed: int, level: float, diverging: bool, last_step: int, 
             "d_fake": max(0.0, 0.4 - 0.2 * t),
         }
         if step % 250 == 0:
-            fid = level * (1 + 4 * (1 - t)) + SEED_OFFSET[seed]
+            fid = level * (1 + 4 * np.exp(-8 * t)) + SEED_OFFSET[seed]  # trained by the end
             values |= {"fid": fid, "kid": fid / 5000}
         rows += [
-            {"arm": arm, "seed": seed, "step": int(step), "metric": k, "value": v}
+            {
+                "arm": arm,
+                "seed": seed,
+                "step": int(step),
+                "kimg": step * 64 / 1000,
+                "metric": k,
+                "value": v,
+            }
             for k, v in values.items()
         ]
     return rows
@@ -101,7 +108,9 @@ def build_results(
                     "fid_metric": "fid_mnist_1k",
                     "kid_metric": "kid_mnist_1k_s100",
                     "protocol_id": "mnist-1k-v1",
-                    "precision": "fp32",
+                    "dtype": "fp32",
+                    "batch_size": 64,
+                    "total_kimg": TOTAL_STEPS * 64 / 1000,
                     "config_hash": f"{abs(hash(arm)) % 10**16:016d}",
                     "scored_step": (stop - 50 if stop else TOTAL_STEPS) if done else np.nan,
                 }
