@@ -22,7 +22,7 @@ import optuna
 import pandas as pd
 import torch
 
-from . import store
+from . import progress, store
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .faults import crash_point
@@ -82,10 +82,13 @@ def run_ablation(
     paths: Paths = Paths(),
     report: bool = True,
     log=print,
+    show_progress: bool | None = None,
 ) -> Path | None:
     """Train, score and report every arm x seed of an ablation; returns the report path.
 
     `workers=None`: `default_workers` (what the command line does when --workers is not given).
+    `show_progress`: None: a bar on a terminal, else a line per finished run (dcgan/progress.py),
+    and the report re-rendered as runs finish; False: neither.
     """
     spec = load_spec(name)
     planned = spec.plan(profile, seeds, data)
@@ -122,12 +125,25 @@ def run_ablation(
         for i in range(workers)
     ]
     started = time.perf_counter()
-    if workers <= 1:
-        work(jobs[0], log)
-    else:
-        spawn_workers(work, jobs, "dcgan-worker", log)
-        if store.reap_dead_workers(study, storage):  # a worker died after the others finished
+    monitor = progress.for_ablation(
+        spec=spec, profile=profile, planned=planned, study_name=study.study_name, storage=storage,
+        storage_url=url, paths=paths, extractor=prof.extractor, n_fake=prof.n_fake,
+        workers=workers, log=log, show=show_progress, report=report, seeds=seeds, data=data,
+    )  # fmt: skip
+    if monitor is not None:
+        monitor.start()
+        log = monitor.log  # in-process workers print above the bar
+    try:
+        if workers <= 1:
             work(jobs[0], log)
+        else:
+            spawn_workers(work, jobs, "dcgan-worker", log)
+            if store.reap_dead_workers(study, storage):  # a worker died after the others finished
+                work(jobs[0], log)
+    finally:
+        if monitor is not None:
+            monitor.stop()
+            log = monitor._log
     log(f"{spec.name} [{profile}]: workers done in {time.perf_counter() - started:.0f} s")
 
     from .collect import collect_results, export_table
@@ -223,7 +239,7 @@ def run_lock(run_dir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def work(job: WorkerJob, log=print) -> None:
+def work(job: WorkerJob, log=progress.worker_log) -> None:
     """Claim runs from the store until none is waiting."""
     torch.set_num_threads(job.threads)
     storage = store.open_storage(job.storage_url)

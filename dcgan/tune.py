@@ -637,19 +637,9 @@ def export_best(study: optuna.Study, out: Path) -> dict:
 
 
 def command_tune(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="dcgan tune", description="Search RunConfig overrides with Optuna; re-running resumes the study.")  # fmt: skip
-    p.add_argument("space", help="a search space in ablations/ (tune_*.toml) or a .toml file")
-    p.add_argument(
-        "--trials", type=int, help="the study's trial budget over every worker and machine"
-    )
-    p.add_argument("--profile", default="cpu", help="cpu | smoke (or one the space defines)")
-    p.add_argument(
-        "--workers", type=int, default=1, help="parallel worker processes; they split the cores"
-    )
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///results/store.db; postgresql://... to share)")  # fmt: skip
-    p.add_argument(
-        "--export-best", type=Path, metavar="JSON", help="write the best trial as a recipe file"
-    )
+    from .cli import _paths, _storage, command_parser
+
+    p = command_parser("tune")
     args = p.parse_args(argv)
     if args.trials is None and args.export_best is None:
         p.error("give --trials N, --export-best PATH, or both")
@@ -659,14 +649,16 @@ def command_tune(argv: list[str]) -> int:
         raise ConfigError(f"--workers {args.workers}: must be >= 1")
     space = load_space(args.space)
     name = space.study_name(space.profile(args.profile).name)
+    paths, storage_url = _paths(args), _storage(args)
     if args.trials is not None:
         study = run_tuning(
-            space.path, args.trials, args.profile, workers=args.workers, storage_url=args.storage
-        )
+            space.path, args.trials, args.profile, workers=args.workers, storage_url=storage_url,
+            paths=paths,
+        )  # fmt: skip
     else:
         try:
             study = optuna.load_study(
-                study_name=name, storage=store.open_storage(_storage_url(args.storage, Paths()))
+                study_name=name, storage=store.open_storage(_storage_url(storage_url, paths))
             )
         except KeyError:
             raise ConfigError(
@@ -682,19 +674,9 @@ def command_tune(argv: list[str]) -> int:
 
 # ---- the dashboard -------------------------------------------------------------------------
 def dashboard_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="dcgan dashboard", description="optuna-dashboard over the result store (tuning and ablations).")  # fmt: skip
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///results/store.db)")
-    p.add_argument(
-        "--artifact-dir",
-        type=Path,
-        default=Paths().artifacts,
-        help="trial artifacts (sample grids)",
-    )
-    p.add_argument(
-        "--host", default="127.0.0.1", help="interface to listen on (default: loopback only)"
-    )
-    p.add_argument("--port", type=int, default=8080)
-    return p.parse_args(argv)
+    from .cli import command_parser
+
+    return command_parser("dashboard").parse_args(argv)
 
 
 def is_loopback(host: str) -> bool:
@@ -710,8 +692,12 @@ def command_dashboard(argv: list[str]) -> int:
     and can edit the store."""
     import optuna_dashboard
 
+    from .cli import _paths, _storage
+
     args = dashboard_args(argv)
-    url = store.storage_url(args.storage)
+    paths = _paths(args)
+    url = _storage_url(_storage(args), paths)
+    args.artifact_dir = args.artifact_dir or paths.artifacts
     if not is_loopback(args.host):
         print(f"warning: --host {args.host} is not loopback: the dashboard has no authentication and can edit the store; anyone who reaches it can", file=sys.stderr)  # fmt: skip
     print(f"optuna-dashboard on http://{args.host}:{args.port} over {store.redact(url)}, artifacts in {args.artifact_dir}", flush=True)  # fmt: skip

@@ -130,7 +130,8 @@ def _generated() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render_report(results: AblationResults, out_dir: Path) -> Path:
+def render_report(results: AblationResults, out_dir: Path, *, in_progress: bool = False) -> Path:
+    """`in_progress`: a live page re-rendered while the ablation runs (it says so and reloads)."""
     path = Path(out_dir) / page_name(results.name)
     analysis = stats.analyse(results)
     names = [a.arm for a in analysis.arms]
@@ -159,6 +160,7 @@ def render_report(results: AblationResults, out_dir: Path) -> Path:
             n_resamples=stats.N_RESAMPLES,
             index=INDEX,
             generated=_generated(),
+            in_progress=in_progress,
         )
     )
     atomic_write_text(path, html)

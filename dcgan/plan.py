@@ -1,0 +1,323 @@
+"""What an ablation will do before it does it: `dcgan ablate NAME --dry-run`, and the ETA model.
+
+For every planned (arm, seed) run: its config hash, budget, and whether it is already done
+(completed in this ablation's study), trained (its run folder holds a result: another ablation
+trained the same config, so only scoring and recording are left), part-trained (a checkpoint),
+waiting or running in the store, or new. The store is read if it exists and never created.
+
+Estimated cost per run = images to train / img/s + scoring at every snapshot + a fixed start-up:
+- img/s: the median of finished runs in the store with the same config apart from the seed and
+  budget; else of finished runs with the same image size, channels, widths and batch size; else
+  DEFAULT_IMG_S (cpu_default on one thread, README "The CPU default") scaled by
+  (32 / image size)^2 x (32 / mean width)^2, at most MAX_DEFAULT_IMG_S. A worker trains on
+  cores / workers threads; measured rates are per worker as they were recorded.
+- scoring: SCORE_S_PER_1K seconds per 1,000 fakes per snapshot for the extractor (measured here:
+  `mnist` ~0.74 s per whole evaluation; `inception` ~6.5 img/s on 2 CPU cores, ~1,000 on a GPU).
+The wall-time estimate divides the total by the workers. ETA during a run rescales the same
+model by the speed actually observed (dcgan/progress.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_IMG_S = 870.0  # cpu_default (32x32, widths 32, batch 64), one thread, idle 2-core CPU
+MAX_DEFAULT_IMG_S = 4000.0  # tiny nets are bounded by per-step overhead, not FLOPs
+SCORE_S_PER_1K = {"mnist": 0.75, "inception": 155.0}  # CPU; inception on CUDA: see score_seconds
+INCEPTION_CUDA_S_PER_1K = 1.0
+RUN_OVERHEAD_S = 2.0  # claim, data from the cache, model build, store writes, artifacts
+BUDGET_FIELDS = {"seed", "kimg", "steps", "data"}
+CADENCE_FIELDS = {"device", "log_every", "grid_every", "snapshot_every", "checkpoint_every"}
+
+STATUS_ORDER = ("done", "running", "waiting", "trained", "partial", "new", "failed")
+
+
+@dataclass
+class PlanRow:
+    arm: str
+    seed: int
+    config_hash: str
+    steps: int
+    batch_size: int
+    status: str  # see STATUS_ORDER
+    steps_done: int = 0
+    img_s: float = 0.0
+    rate_source: str = ""
+    est_s: float = 0.0  # seconds left for this run (0 when done)
+
+    @property
+    def kimg(self) -> float:
+        return self.steps * self.batch_size / 1000
+
+
+@dataclass
+class Plan:
+    name: str
+    profile: str
+    study_name: str
+    store: str  # redacted URL, or a note that there is none yet
+    rows: list[PlanRow]
+    workers: int
+    extractor: str
+    n_fake: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def todo(self) -> list[PlanRow]:
+        return [r for r in self.rows if r.status != "done"]
+
+    @property
+    def est_total_s(self) -> float:
+        return sum(r.est_s for r in self.rows)
+
+    @property
+    def est_wall_s(self) -> float:
+        return self.est_total_s / max(1, min(self.workers, len(self.todo) or 1))
+
+
+def arm_key(config: dict) -> str:
+    """The config apart from seed, data, budget and cadence: what sets a run's speed."""
+    ignored = BUDGET_FIELDS | CADENCE_FIELDS
+    return json.dumps({k: v for k, v in sorted(config.items()) if k not in ignored})
+
+
+def shape_key(config: dict) -> tuple:
+    return tuple(config.get(k) for k in ("image_size", "channels", "g_width", "d_width", "batch_size"))  # fmt: skip
+
+
+def default_img_s(config: dict) -> float:
+    size = config.get("image_size", 32)
+    width = (config.get("g_width", 32) + config.get("d_width", 32)) / 2
+    return min(MAX_DEFAULT_IMG_S, DEFAULT_IMG_S * (32 / size) ** 2 * (32 / width) ** 2)
+
+
+@dataclass
+class Rates:
+    """Measured training img/s of finished runs in the store, by arm key and by shape."""
+
+    by_arm: dict[str, list[float]] = field(default_factory=dict)
+    by_shape: dict[tuple, list[float]] = field(default_factory=dict)
+
+    def add(self, config: dict, img_s: float) -> None:
+        if not (isinstance(img_s, int | float) and math.isfinite(img_s) and img_s > 0):
+            return
+        self.by_arm.setdefault(arm_key(config), []).append(float(img_s))
+        self.by_shape.setdefault(shape_key(config), []).append(float(img_s))
+
+    def rate(self, config: dict) -> tuple[float, str]:
+        same = self.by_arm.get(arm_key(config))
+        if same:
+            return statistics.median(same), f"measured ({len(same)} runs of this config)"
+        similar = self.by_shape.get(shape_key(config))
+        if similar:
+            return statistics.median(similar), f"measured ({len(similar)} runs of this shape)"
+        return default_img_s(config), "default"
+
+
+def measured_rates(storage) -> Rates:
+    """Every finished ablation run in the store (any ablation: rates depend on the config only)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    rates = Rates()
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        if not summary.study_name.startswith("ablate/"):
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            config, result = t.user_attrs.get("config"), t.user_attrs.get("result") or {}
+            if config and result.get("steps_done"):
+                rates.add(config, result.get("images_per_s"))
+    return rates
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def score_seconds(config: dict, extractor: str, n_fake: int) -> float:
+    """Scoring every snapshot of one run (plus nothing for the cached real features)."""
+    steps = _total_steps(config)
+    snapshots = math.ceil(steps / max(1, config.get("snapshot_every", steps)))
+    per_1k = SCORE_S_PER_1K.get(extractor, SCORE_S_PER_1K["mnist"])
+    if extractor == "inception" and (config.get("device") == "cuda" or cuda_available()):
+        per_1k = INCEPTION_CUDA_S_PER_1K
+    return snapshots * per_1k * n_fake / 1000
+
+
+def _total_steps(config: dict) -> int:
+    if config.get("steps"):
+        return int(config["steps"])
+    return max(1, math.ceil(config.get("kimg", 20.0) * 1000 / config.get("batch_size", 64)))
+
+
+def run_seconds(
+    config: dict, img_s: float, extractor: str, n_fake: int, steps_done: int = 0
+) -> float:
+    left = max(0, _total_steps(config) - steps_done) * config.get("batch_size", 64)
+    return RUN_OVERHEAD_S + left / img_s + score_seconds(config, extractor, n_fake)
+
+
+def last_step(run_dir: Path) -> int:
+    """The last logged step of a run folder (metrics.jsonl's last line), 0 if none."""
+    path = Path(run_dir) / "metrics.jsonl"
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 4096))
+            lines = fh.read().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"]) + 1
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+def file_status(run_dir: Path) -> tuple[str, int]:
+    """('trained', steps) when the folder holds a result, ('partial', step) with a checkpoint."""
+    if (run_dir / "result.json").exists():
+        try:
+            return "trained", int(json.loads((run_dir / "result.json").read_text())["steps_done"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return "trained", 0
+    if (run_dir / "checkpoint.pt").exists():
+        return "partial", last_step(run_dir)
+    return "new", 0
+
+
+def _open_existing_store(url: str):
+    """The store if it exists; None for a SQLite file that is not there (never created here)."""
+    from . import store
+
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        return None
+    return store.open_storage(url)
+
+
+def plan_ablation(
+    name: str,
+    profile: str = "cpu",
+    *,
+    seeds: list[int] | None = None,
+    data: str | None = None,
+    workers: int | None = None,
+    paths=None,
+    storage_url: str | None = None,
+) -> Plan:
+    from . import store
+    from .runner import Paths, study_name
+    from .specs import load_spec
+
+    paths = paths or Paths()
+    spec = load_spec(name)
+    planned = spec.plan(profile, seeds, data)
+    prof = spec.profile(profile)
+    url = store.storage_url(storage_url) if storage_url else paths.default_storage
+    storage = _open_existing_store(url)
+    sname = study_name(spec, profile, data)
+    states: dict[tuple, set] = {}
+    rates = Rates()
+    notes = []
+    if storage is None:
+        where = f"{store.redact(url)} (does not exist yet)"
+    else:
+        where = store.redact(url)
+        rates = measured_rates(storage)
+        import optuna
+
+        try:
+            study = optuna.load_study(study_name=sname, storage=storage)
+            for key, trials in store.trials_by_key(study).items():
+                states[key] = {t.state.name for t in trials}
+        except KeyError:
+            notes.append(f"study {sname} is not in the store yet")
+    rows = []
+    for run in planned:
+        config = run.config.to_dict()
+        key = (run.arm, run.seed, run.config.hash())
+        seen = states.get(key, set())
+        status, steps_done = file_status(paths.runs / run.config.hash())
+        if "COMPLETE" in seen:
+            status = "done"
+        elif "RUNNING" in seen:
+            status, steps_done = "running", last_step(paths.runs / run.config.hash())
+        elif "WAITING" in seen and status == "new":
+            status = "waiting"
+        img_s, source = rates.rate(config)
+        if status == "done":
+            est = 0.0
+        elif status == "trained":  # scores are cached in the run folder; only recording is left
+            est = RUN_OVERHEAD_S
+        else:
+            est = run_seconds(config, img_s, prof.extractor, prof.n_fake, steps_done)
+        rows.append(
+            PlanRow(run.arm, run.seed, run.config.hash(), run.config.total_steps,
+                    run.config.batch_size, status, steps_done, img_s, source, est)
+        )  # fmt: skip
+    to_train = sum(r.status not in ("done", "trained") for r in rows)
+    if workers is None:
+        workers = 1 if cuda_available() else max(1, min(os.cpu_count() or 1, 8, to_train or 1))
+    return Plan(spec.name, profile, sname, where, rows, workers, prof.extractor, prof.n_fake, notes)
+
+
+def duration(seconds: float) -> str:
+    """Rounded for people: 45 s, 12 min, 1 h 05 min."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_plan(plan: Plan) -> str:
+    counts = {s: sum(r.status == s for r in plan.rows) for s in STATUS_ORDER}
+    w = max([3] + [len(r.arm) for r in plan.rows])
+    lines = [
+        f"{plan.name} [{plan.profile}]: {len(plan.rows)} runs planned, store {plan.store}",
+        "",
+        f"  {'arm':<{w}} {'seed':>4}  {'config':<8}  {'steps':>6} x {'batch':<5} {'kimg':>7}  {'img/s':>6}  {'est.':>7}  status",
+    ]
+    for r in plan.rows:
+        status = r.status
+        if r.status in ("partial", "running") and r.steps_done:
+            status += f" (step {r.steps_done}/{r.steps})"
+        rate = f"{r.img_s:,.0f}" + ("*" if r.rate_source == "default" else "")
+        est = "-" if r.status == "done" else duration(r.est_s)
+        lines.append(
+            f"  {r.arm:<{w}} {r.seed:>4}  {r.config_hash[:8]:<8}  {r.steps:>6} x {r.batch_size:<5} "
+            f"{r.kimg:>7.1f}  {rate:>6}  {est:>7}  {status}"
+        )
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    lines += ["", f"status: {summary}"]
+    todo = [r for r in plan.rows if r.status not in ("done", "trained")]
+    if not plan.todo:
+        lines.append("nothing to train: `dcgan ablate` would only re-render the report")
+    else:
+        kimg = sum(r.kimg * (1 - r.steps_done / max(1, r.steps)) for r in todo)
+        lines.append(
+            f"to train: {len(todo)} runs, {kimg:,.0f} kimg; estimated {duration(plan.est_total_s)} of "
+            f"worker time, ~{duration(plan.est_wall_s)} wall with {plan.workers} worker(s) "
+            f"(scoring: {plan.extractor}, {plan.n_fake:,} fakes per snapshot)"
+        )
+    if any(r.rate_source == "default" for r in plan.todo):
+        lines.append(
+            f"* img/s not measured in this store yet: a default ({DEFAULT_IMG_S:.0f} img/s for "
+            "cpu_default on one thread, scaled by image size and width; see dcgan/plan.py)"
+        )
+    lines += [f"note: {n}" for n in plan.notes]
+    return "\n".join(lines)
