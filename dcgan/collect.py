@@ -67,6 +67,7 @@ def collect_results(
             grids[(run.arm, run.seed)] = _grid_files(trial, storage, artifact_dir)
         runs.append(row)
     runs_frame = pd.DataFrame(runs, columns=RUN_COLUMNS)
+    runs_frame = add_factor_columns(runs_frame, planned)
     for col in (
         "fid",
         "kid",
@@ -184,6 +185,7 @@ def export_table(results: AblationResults, paths) -> Path:
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)
     atomic_write_bytes(out, buffer.getvalue().encode())
+    write_run_index(results, paths)
     return out
 
 
@@ -248,3 +250,73 @@ def store_error(name: str, profile: str, url: str, known: set[str]):
         f"no results for ablation {name!r} profile {profile!r} in {store.redact(url)}; "
         f"the store holds: {', '.join(have) or 'nothing yet'} (run `nox -s ablate -- {name}` first)"
     )
+
+
+# ---- factors and the run-folder index -------------------------------------------------------
+NOT_FACTORS = {"seed", "device", "log_every", "grid_every", "snapshot_every", "checkpoint_every"}
+INDEX_COLUMNS = ["ablation", "profile", "arm", "seed", "status", "fid", "config_hash", "run_dir"]
+
+
+def factor_values(planned) -> dict[str, list]:
+    """The RunConfig fields whose value differs between the planned runs other than by seed
+    (the spec's factors, e.g. g_activation and d_activation), each with its values in plan order."""
+    configs = [run.config.to_dict() for run in planned]
+    out: dict[str, list] = {}
+    for key in configs[0] if configs else {}:
+        if key in NOT_FACTORS:
+            continue
+        values: list = []
+        for config in configs:
+            if config.get(key) not in values:
+                values.append(config.get(key))
+        if len(values) > 1:
+            out[key] = values
+    return out
+
+
+def add_factor_columns(runs: pd.DataFrame, planned) -> pd.DataFrame:
+    """One column per factor (named after its RunConfig field), so no one parses arm names."""
+    factors = [f for f in factor_values(planned) if f not in runs.columns]
+    if not factors or runs.empty:
+        return runs
+    by_key = {(run.arm, run.seed): run.config.to_dict() for run in planned}
+    values = pd.DataFrame(
+        [[by_key.get((a, s), {}).get(f) for f in factors] for a, s in zip(runs["arm"], runs["seed"], strict=True)],
+        columns=factors, index=runs.index,
+    )  # fmt: skip
+    return pd.concat([runs, values], axis=1)
+
+
+def write_run_index(results: AblationResults, paths) -> Path:
+    """results/runs/INDEX.csv: which folder holds which (ablation, profile, arm, seed).
+
+    Run folders are named by config hash and shared between ablations, so one folder can have
+    several rows. Rows of other ablations are kept; the file is rewritten atomically under a lock."""
+    import fcntl
+
+    runs_dir = Path(paths.runs)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    out = runs_dir / "INDEX.csv"
+    ablation = results.name.removesuffix("-" + results.profile)
+    mine = pd.DataFrame(
+        {
+            "ablation": ablation, "profile": results.profile, "arm": results.runs["arm"],
+            "seed": results.runs["seed"], "status": results.runs["status"], "fid": results.runs["fid"],
+            "config_hash": results.runs["config_hash"],
+            "run_dir": [str(runs_dir / h) for h in results.runs["config_hash"]],
+        },
+        columns=INDEX_COLUMNS,
+    )  # fmt: skip
+    with open(runs_dir / ".INDEX.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            old = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=INDEX_COLUMNS)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            old = pd.DataFrame(columns=INDEX_COLUMNS)
+        keep = old[~((old["ablation"] == ablation) & (old["profile"] == results.profile))]
+        frame = pd.concat([keep, mine] if not keep.empty else [mine], ignore_index=True)
+        frame = frame.sort_values(["ablation", "profile", "arm", "seed"], kind="stable")
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False, float_format="%.2f")
+        atomic_write_bytes(out, buffer.getvalue().encode())
+    return out

@@ -22,7 +22,7 @@ import optuna
 import pandas as pd
 import torch
 
-from . import progress, store
+from . import dashboard, progress, store
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .faults import crash_point
@@ -115,6 +115,7 @@ def run_ablation(
     log(
         f"{spec.name} [{profile}]: {len(planned)} runs planned, {added} newly queued, store {store.redact(url)}"
     )
+    dashboard.set_trial_params(study, storage, planned, log)  # factors: importance, slice plots
 
     if workers is None:
         workers = default_workers(len(store.waiting(study)), data_bytes)
@@ -157,6 +158,7 @@ def run_ablation(
 
     crash_point("report")
     page = render_report(results, paths.reports)
+    dashboard.attach_report(study, page, paths.artifacts, log)
     _refresh_index(paths, storage)
     return page
 
@@ -292,6 +294,7 @@ def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) ->
     }
     for name, value in attrs.items():
         trial.set_user_attr(name, value)
+    dashboard.record_run(trial, attrs)  # metric name, FID per snapshot, "arm X · seed k" note
     _upload_artifacts(trial, run_dir, artifacts)
     fid = final.get("fid")
     value = fid if fid is not None and math.isfinite(fid) else float("inf")
