@@ -455,6 +455,34 @@ def work(job: TuneJob, log=print, images: dict[tuple, ImageSet] | None = None) -
                 store.record_failure(study, trial, summary[len("FAILED: ") :])
         ran += 1
         log(f"[w{job.worker}] trial {trial.number}: {summary}")
+        log(f"[w{job.worker}] {best_so_far(study)}")
+
+
+def format_params(params: dict) -> str:
+    """`lr_g=0.000131, g_activation=selu`: 3 significant digits, not 17."""
+    return ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
+
+
+def best_so_far(study: optuna.Study) -> str:
+    """'8/20 trials finished (6 complete, 2 pruned) · best so far: trial 3, fid 480.2 (...)'."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+    pruned = sum(t.state == TrialState.PRUNED for t in trials)
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    finished = len(complete) + pruned + failed
+    budget = finished + sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    line = f"{finished}/{budget} trials finished ({len(complete)} complete, {pruned} pruned"
+    line += f", {failed} failed)" if failed else ")"
+    if not complete:
+        return line + " · no complete trial yet"
+    best = min(complete, key=lambda t: t.values[0])
+    names = study.metric_names or ["value"]
+    score = f"{names[0]} {best.values[0]:.1f}"
+    if best.user_attrs.get("reference"):
+        score += ", the reference trial"
+    return f"{line} · best so far: trial {best.number}, {score} ({format_params(best.params)})"
 
 
 class _Stop(Exception):
@@ -540,7 +568,11 @@ def run_trial(trial: optuna.Trial, space: SearchSpace, job: TuneJob, artifacts, 
     if reason:
         return TrialState.PRUNED, None, f"{status}: {reason} ({speed})"
     values = [curve[-1][1]] + ([wall_s] if multi else [])
-    return TrialState.COMPLETE, values, f"{obj.metric} {values[0]:.2f} ({speed}), {params}"
+    return (
+        TrialState.COMPLETE,
+        values,
+        f"{obj.metric} {values[0]:.1f} ({speed}), {format_params(params)}",
+    )
 
 
 # ---- the command ---------------------------------------------------------------------------
