@@ -106,11 +106,16 @@ def _location_args(p: argparse.ArgumentParser, reports: bool = True) -> None:
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds):
         raise argparse.ArgumentTypeError(
-            f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2"
-        ) from None
+            f"--seeds {text!r}: expected comma-separated integers >= 0, e.g. 0,1,2"
+        )
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: repeats a seed; each seed runs once")
+    return seeds
 
 
 def _positive(flag: str):
@@ -191,12 +196,18 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 def add_score_arguments(p: argparse.ArgumentParser) -> None:
     """Mirrors dcgan.metrics.fidelity.command_score (checked by tests/test_cli.py)."""
     p.add_argument("run_dir", type=Path, help="a run directory (as `train --out` made)")
-    p.add_argument("--extractor", choices=["mnist", "inception"], default="mnist", help="feature network")  # fmt: skip
+    p.add_argument(
+        "--extractor",
+        nargs="+",
+        default=["mnist"],
+        help="one or more feature spaces (mnist, inception, ...); the same fakes are scored in each",
+    )
     p.add_argument("--n-fake", type=int, help="fakes (= held-out reals) per score (default: the extractor's)")  # fmt: skip
     p.add_argument("--steps", type=int, nargs="*", help="only these snapshots (default: all)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where features are computed")  # fmt: skip
     p.add_argument("--kid-subsets", type=int, help="KID subsets (default: the extractor's)")
     p.add_argument("--no-modes", action="store_true", help="skip Stacked MNIST mode counts")
+    p.add_argument("--no-classes", action="store_true", help="skip the class histogram")
 
 
 def add_inception_arguments(p: argparse.ArgumentParser) -> None:
@@ -483,8 +494,21 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version (0) or a usage error (2)
         return int(exit_.code or 0)
+    from .runner_errors import one_line
+
     try:
         return COMMANDS[args.command](args, argv[1:])
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001  (one line, not a traceback; DCGAN_TRACEBACK=1 shows it)
+        if os.environ.get("DCGAN_TRACEBACK"):
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        page = getattr(err, "page", None)
+        if page is not None:
+            print(f"report (runs that finished): {page}", file=sys.stderr)
+        return 1
