@@ -217,10 +217,12 @@ def render_from_store(
 
     paths = paths or Paths()
     url = storage_url or paths.default_storage
-    storage = store.open_storage(url)
+    storage = store.open_storage(url, must_exist=True)  # a mistyped path creates nothing
     known = {
         s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
     }
+    if not any(n.startswith("ablate/") for n in known):  # never rewrite the index as empty
+        raise store_error(names[0] if names else "NAME", profile, url, known)
     if not names:
         names = sorted(
             {

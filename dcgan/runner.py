@@ -9,6 +9,7 @@ finished ablation re-runs in seconds and trains nothing.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import multiprocessing
@@ -22,7 +23,7 @@ import optuna
 import pandas as pd
 import torch
 
-from . import dashboard, progress, store
+from . import dashboard, integrity, preflight, progress, store
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .faults import crash_point
@@ -67,7 +68,20 @@ class WorkerJob:
     worker: int = 0
 
 
+def spec_name(spec: AblationSpec) -> str:
+    """A built-in spec (ablations/NAME.toml) is NAME; a spec file anywhere else is NAME-<8 hex
+    digits of its resolved path>, so `ablate elsewhere/loss.toml` never takes over the built-in
+    `loss` study, report page or table."""
+    from .specs import ABLATIONS_DIR
+
+    path = Path(spec.path).resolve()
+    if path.parent == Path(ABLATIONS_DIR).resolve():
+        return path.stem
+    return f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
 def study_name(spec: AblationSpec, profile: str, data: str | None) -> str:
+    spec.name = spec_name(spec)  # the study, the report page and the table share one name
     return f"ablate/{spec.name}/{profile}" + (f"/{data}" if data else "")
 
 
@@ -93,7 +107,7 @@ def run_ablation(
     spec = load_spec(name)
     planned = spec.plan(profile, seeds, data)
     prof = spec.profile(profile)
-    data_bytes = _check_inputs(spec, planned, prof.extractor)
+    data_bytes = _check_inputs(spec, planned, prof.extractor, prof.n_fake)
     url = (
         store.storage_url(storage_url)
         if storage_url or os.environ.get("DCGAN_STORAGE")
@@ -117,9 +131,7 @@ def run_ablation(
     )
     dashboard.set_trial_params(study, storage, planned, log)  # factors: importance, slice plots
 
-    if workers is None:
-        workers = default_workers(len(store.waiting(study)), data_bytes)
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    workers, threads = plan_layout(study, workers, len(store.waiting(study)), data_bytes, log)
     log(f"{workers} worker(s) x {threads} thread(s)")
     jobs = [
         WorkerJob(study.study_name, url, paths, prof.extractor, prof.n_fake, threads, i)
@@ -152,14 +164,17 @@ def run_ablation(
     results = collect_results(spec, profile, study, storage, paths, seeds=seeds, data=data)
     table = export_table(results, paths)
     log(f"table: {table}")
-    if not report:
-        return None
-    from .report import render_report
+    failed = preflight.failed_runs(study, planned)
+    page = None
+    if report:
+        from .report import render_report
 
-    crash_point("report")
-    page = render_report(results, paths.reports)
-    dashboard.attach_report(study, page, paths.artifacts, log)
-    _refresh_index(paths, storage)
+        crash_point("report")
+        page = render_report(results, paths.reports)
+        dashboard.attach_report(study, page, paths.artifacts, log)
+        _refresh_index(paths, storage)
+    if failed:  # the table and report hold everything that finished; the command still fails
+        raise preflight.RunsFailed(spec.name, profile, len(planned), failed, page)
     return page
 
 
@@ -178,6 +193,41 @@ def default_workers(queued: int, data_bytes: int = 0) -> int:
         return 1
     by_memory = _available_memory() // (data_bytes + WORKER_OVERHEAD_BYTES)
     return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS, queued, by_memory))
+
+
+def plan_layout(study, requested: int | None, queued: int, data_bytes: int, log=print):
+    """(workers, torch threads per worker) for this launch of an ablation.
+
+    The thread count changes a run's numbers (oneDNN splits reductions by thread), so it is
+    fixed at the ablation's first launch (the study's `layout` attribute) and re-used by every
+    resume, whatever the queue or --workers say then. Workers are capped, with a warning even
+    when given explicitly, by the queued runs, the cores (at that thread count) and the free
+    memory (each worker holds its own copy of the decoded data)."""
+    cores = os.cpu_count() or 1
+    recorded = study.user_attrs.get("layout")
+    wanted = default_workers(queued, data_bytes) if requested is None else requested
+    if isinstance(recorded, dict) and isinstance(recorded.get("threads"), int):
+        threads = max(1, recorded["threads"])
+        if requested is not None and max(1, cores // requested) != threads:
+            log(
+                f"warning: this ablation's runs train on {threads} thread(s) each (fixed at its "
+                f"first launch, so resumed runs give the same numbers); --workers {requested} "
+                f"keeps {threads} thread(s) per worker"
+            )
+    else:
+        threads = max(1, cores // max(1, wanted))
+        study.set_user_attr("layout", {"threads": threads, "workers": wanted, "cores": cores})
+    by_memory = max(1, _available_memory() // (data_bytes + WORKER_OVERHEAD_BYTES))
+    caps = {
+        f"{queued} queued run(s)": max(1, queued),
+        f"{cores} core(s) at {threads} thread(s) each": max(1, cores // threads),
+        f"free memory for {by_memory}": by_memory,
+    }
+    workers = min([wanted, *caps.values()])
+    if workers < wanted:
+        why = ", ".join(k for k, v in caps.items() if v == workers)
+        log(f"warning: {wanted} workers capped to {workers} ({why})")
+    return workers, threads
 
 
 def _available_memory() -> int:
@@ -209,7 +259,7 @@ def _refresh_index(paths: Paths, storage) -> None:
     render_index(summaries(storage, paths), paths.reports)
 
 
-def _check_inputs(spec: AblationSpec, planned, extractor: str) -> int:
+def _check_inputs(spec: AblationSpec, planned, extractor: str, n_fake: int | None = None) -> int:
     """Fail before training: data that can't be loaded, a batch larger than the data, an
     extractor that can't be built. Returns the bytes of decoded data a worker will hold."""
     sizes: dict[tuple, tuple[int, int]] = {}  # (images, bytes)
@@ -223,6 +273,7 @@ def _check_inputs(spec: AblationSpec, planned, extractor: str) -> int:
                 f"{spec.path}: arms.{run.arm}: batch_size={run.config.batch_size} is larger than "
                 f"the dataset {run.config.data!r} ({sizes[key][0]} images)"
             )
+        preflight.check_run(spec, run, sizes[key][0], n_fake)
     from .metrics.extractors import get_extractor
 
     _ = get_extractor(extractor).weights_sha256  # builds/verifies weights or says what to install
@@ -273,10 +324,13 @@ def work(job: WorkerJob, log=progress.worker_log) -> None:
 def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) -> tuple[float, str]:
     cfg = RunConfig.from_dict(trial.user_attrs["config"], where=f"trial {trial.number} config")
     run_dir = job.paths.runs / cfg.hash()
+    preflight.check_identity(trial.user_attrs.get("config_hash"), cfg)  # data changed since planned?
     key = (cfg.data, cfg.image_size, cfg.channels)
     if key not in images:
         images[key] = load_images(*key)
     with run_lock(run_dir):
+        for message in integrity.repair_run_dir(run_dir, cfg):  # damaged files: quarantined
+            trial.set_user_attr("repaired", message)
         result = train(cfg, run_dir, images=images[key])
     from .metrics.fidelity import score_run
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import spec_checks
 from .config import CHOICES, ConfigError, RunConfig
 from .locations import ablations_dir, missing_specs_hint
 from .recipes import RECIPES, recipe_overrides
@@ -111,6 +112,7 @@ class AblationSpec:
         seeds = list(seeds) if seeds is not None else prof.seeds
         if not seeds:
             raise ConfigError(f"{self.path}: profile {profile!r} has no seeds")
+        spec_checks.check_seeds(self.path, "seeds", seeds)
         order = [self.baseline] + [a for a in self.arms if a != self.baseline]
         runs = []
         for seed in seeds:
@@ -170,10 +172,23 @@ def _check_keys(path: Path, where: str, got: dict, allowed: set[str]) -> None:
 def _load_toml(path: Path) -> dict:
     if not path.exists():
         raise ConfigError(f"{path}: spec file does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{path}: is not a file (a spec is one .toml file)")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        text = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the spec: {err.strerror or err}") from None
+    if len(text) > 1 << 20:
+        raise ConfigError(f"{path}: {len(text):,} bytes is not a spec (at most 1 MiB)")
+    try:  # utf-8-sig: a byte-order mark (some editors write one) is not part of the TOML
+        raw = tomllib.loads(text.decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+    return raw
 
 
 def _profiles(path: Path, raw: dict, defaults: dict) -> dict[str, Profile]:
@@ -294,6 +309,7 @@ def load_spec(name_or_path: str | Path, ablations_dir: Path | None = None) -> Ab
             )
     raw = _load_toml(path)
     _check_keys(path, "", raw, SPEC_KEYS)
+    spec_checks.check_structure(path, raw)  # shapes, names, seeds: before anything reads them
     defaults_path = path.parent / PROFILES_FILE
     if not defaults_path.exists():  # a spec kept elsewhere still inherits the standard profiles
         defaults_path = ABLATIONS_DIR / PROFILES_FILE
@@ -324,6 +340,7 @@ def load_spec(name_or_path: str | Path, ablations_dir: Path | None = None) -> Ab
     )  # fmt: skip
     for prof in profiles:  # build every config now: nothing invalid survives to training
         spec.plan(prof, seeds=spec.profiles[prof].seeds[:1])
+    spec_checks.check_spec(spec)  # sizes within limits; no arm identical to another everywhere
     return spec
 
 

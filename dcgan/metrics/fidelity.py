@@ -52,7 +52,13 @@ from torch_fidelity.utils import (
     get_featuresdict_from_generative_model,
 )
 
-from ..atomic import atomic_torch_save, atomic_write_text
+from ..atomic import (
+    IntegrityError,
+    atomic_torch_save,
+    atomic_write_text,
+    load_verified,
+    quarantine,
+)
 from ..config import ConfigError, RunConfig
 from ..data import HELD_OUT_SEED, ImageSet, default_cache_dir, held_out_split, load_images
 from ..models import Generator, generate
@@ -219,9 +225,9 @@ def reference_features(
     path = (cache_dir or default_cache_dir()) / "features" / f"{protocol.extractor}-{key}.pt"
     if path.exists():
         try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            pass
+            return load_verified(path, require_checksum=True)  # checksum, then weights_only
+        except (IntegrityError, OSError) as err:  # a damaged cache is quarantined and rebuilt
+            quarantine(path, str(err).removeprefix(f"{path}: "))
     spec = get_extractor(protocol.extractor)
     with full_fp32_precision():
         features = _featurise_images(image_set.images, spec, torch.device(protocol.device)).cpu()
