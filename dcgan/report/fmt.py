@@ -73,3 +73,44 @@ def effect(d_z: float) -> str:
 
 def seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
+def ratio(x: float) -> str:
+    """A ratio to the baseline: '0.29×' (three significant digits, at least two decimals)."""
+    if not is_number(x):
+        return MISSING
+    return f"{x:.2f}×" if x < 10 else f"{x:.3g}×"
+
+
+def ratio_ci(lo: float, hi: float) -> str:
+    if not (is_number(lo) and is_number(hi)):
+        return MISSING
+    return f"[{ratio(lo)[:-1]}, {ratio(hi)[:-1]}]"
+
+
+def margin(m: float) -> str:
+    """An equivalence margin on the ratio scale: '±10%'."""
+    return f"±{m:.0%}" if is_number(m) else MISSING
+
+
+def percent(x: float) -> str:
+    return f"{x:.0%}" if is_number(x) else MISSING
+
+
+def percent_ci(lo: float, hi: float) -> str:
+    if not (is_number(lo) and is_number(hi)):
+        return MISSING
+    return f"[{lo:.0%}, {hi:.0%}]"
+
+
+def share(fraction: float, n: int) -> str:
+    """Probability of improvement as seeds: '4.5 of 5' (ties count half)."""
+    if not is_number(fraction):
+        return MISSING
+    k = fraction * n
+    return f"{k:g} of {n}"
+
+
+def interval(e) -> str:
+    """The label every interval carries: '95% t-interval on log, n=5'."""
+    return e.label if e.n else MISSING
