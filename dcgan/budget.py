@@ -1,0 +1,223 @@
+"""Choose a profile's training budget from a long pilot, by a rule declared before looking.
+
+The pilot (`dcgan ablate SPEC --profile pilot`: every arm at 320 kimg, 2 seeds, a scored
+snapshot every 16 kimg) is read back from the store and cut at every snapshot B. A budget B
+qualifies when
+
+  CONVERGED  the baseline's best-so-far FID (geometric mean over seeds) improved by less than
+             10% over the last quarter of B (the trained-enough gate of dcgan.report.trajectory);
+  STABLE     every arm-vs-baseline difference the pilot resolves at B (paired 95% t-interval on
+             the log FID ratio excludes 1) has the same sign at the pilot's full budget.
+
+The chosen budget is the smallest qualifying B. A pilot cut at B is the run a budget of B
+would train only when nothing depends on the total length (constant learning rates): specs
+whose arms decay the learning rate over the budget get the caveat printed beside their table.
+If no B qualifies, the command says so; a profile must then not pretend to be trained.
+
+`python -m dcgan choose-budget SPEC` prints the table and writes docs/pilot/SPEC.md and
+docs/img/pilot-SPEC.png (FID against kimg per arm, every seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .report import trajectory as tr
+
+CONVERGED_MAX_IMPROVEMENT = tr.GATE_MAX_IMPROVEMENT
+WINDOW = tr.GATE_WINDOW
+RULE = (
+    f"the smallest pilot snapshot B at which (1) the baseline's best-so-far FID (geometric mean "
+    f"over seeds) improved by less than {CONVERGED_MAX_IMPROVEMENT:.0%} over the last "
+    f"{WINDOW:.0%} of B and (2) every arm-vs-baseline difference resolved at B (paired 95% "
+    f"t-interval on the log FID ratio excludes 1) has the same sign at the pilot's full budget"
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    kimg: float
+    baseline_fid: float  # best-so-far, geometric mean over seeds
+    improvement: float  # over the last quarter of this budget
+    resolved: list[tuple[str, str]]  # (arm, direction) resolved at this budget
+    flipped: list[str]  # arms resolved here whose sign differs at the full budget
+
+    @property
+    def converged(self) -> bool:
+        return math.isfinite(self.improvement) and self.improvement < CONVERGED_MAX_IMPROVEMENT
+
+    @property
+    def qualifies(self) -> bool:
+        return self.converged and not self.flipped
+
+
+def candidates(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[Candidate]:
+    """fid: long form arm, seed, kimg, value (every snapshot of the pilot)."""
+    base = fid[fid["arm"] == baseline]
+    bsf = tr.best_so_far_curve(base).dropna()
+    if bsf.empty:
+        return []
+    deltas = {
+        a: {d.kimg: d.ratio for d in tr.paired_ratios(fid[fid["arm"] == a], base)}
+        for a in arms
+        if a != baseline
+    }
+    full = {a: (d[max(d)] if d else None) for a, d in deltas.items()}
+    out = []
+    for kimg in bsf.index:
+        before = bsf[bsf.index <= kimg * (1 - WINDOW) + 1e-9]
+        improvement = 1 - bsf[kimg] / before.iloc[-1] if len(before) else math.nan
+        resolved, flipped = [], []
+        for arm, by_kimg in deltas.items():
+            ratio = by_kimg.get(kimg)
+            if ratio is None or ratio.direction is None:
+                continue
+            resolved.append((arm, ratio.direction))
+            end = full[arm]
+            if end is None or (ratio.value < 1) != (end.value < 1):
+                flipped.append(arm)
+        out.append(Candidate(float(kimg), float(bsf[kimg]), improvement, resolved, flipped))
+    return out
+
+
+def choose(cands: list[Candidate]) -> Candidate | None:
+    return next((c for c in cands if c.qualifies), None)
+
+
+def _table(cands: list[Candidate], chosen: Candidate | None) -> str:
+    lines = [
+        "| budget (kimg) | baseline best FID | improvement over last quarter | converged | "
+        "resolved at B | sign flips by 320 kimg | qualifies |",
+        "|---:|---:|---:|:---:|---|---|:---:|",
+    ]
+    for c in cands:
+        mark = " **chosen**" if chosen is not None and c.kimg == chosen.kimg else ""
+        resolved = ", ".join(f"{a} {d}" for a, d in c.resolved) or "none"
+        lines.append(
+            f"| {c.kimg:g}{mark} | {c.baseline_fid:.1f} | "
+            + (f"{c.improvement:.1%}" if math.isfinite(c.improvement) else "n/a")
+            + f" | {'yes' if c.converged else 'no'} | {resolved} | "
+            f"{', '.join(c.flipped) or 'none'} | {'yes' if c.qualifies else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def _plot(fid: pd.DataFrame, arms: list[str], baseline: str, out: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from .report import plots
+
+    palette = plots.arm_palette(arms)
+    styles = ["-", "--", "-.", ":"]
+    fig = Figure(figsize=(10.5, 4.2))
+    ax = fig.subplots()
+    for i, arm in enumerate(arms):
+        for j, (_seed, rows) in enumerate(fid[fid["arm"] == arm].groupby("seed")):
+            rows = rows.sort_values("kimg")
+            ax.plot(
+                rows["kimg"],
+                rows["value"],
+                color=palette[arm],
+                ls=styles[i % len(styles)],
+                lw=2.0 if arm == baseline else 1.2,
+                marker="os^vDP"[i % 6],
+                ms=3,
+                label=f"{arm}" if j == 0 else None,
+            )
+    ax.set_yscale("log")
+    ax.set(xlabel="kimg (thousands of images seen)", ylabel="FID (mnist features, 1k fakes)")
+    ax.set_title("Pilot: FID against training, every seed (thick: baseline)")
+    ax.legend(fontsize=7, ncol=2, frameon=False)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+
+
+def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> tuple:
+    """(spec, fid long frame arm/seed/kimg/value, run statuses) of a pilot read from the store.
+
+    Read from the trials themselves (arm, seed, config and FID curve are on each), not
+    re-planned from the spec, so a pilot stays readable when run identities change later."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from . import store
+    from .runner import study_name
+    from .specs import load_spec
+
+    spec = load_spec(name)
+    url = storage_url or paths.default_storage
+    storage = store.open_storage(url)
+    study = optuna.load_study(study_name=study_name(spec, profile, None), storage=storage)
+    rows, statuses = [], []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        attrs = trial.user_attrs
+        per_kimg = attrs["config"]["batch_size"] / 1000
+        statuses.append({"arm": attrs["arm"], "seed": attrs["seed"], "status": attrs.get("status")})
+        rows += [
+            {"arm": attrs["arm"], "seed": attrs["seed"], "kimg": step * per_kimg, "value": value}
+            for step, value in attrs.get("fid_curve", [])
+        ]
+    fid = pd.DataFrame(rows, columns=["arm", "seed", "kimg", "value"]).dropna()
+    return spec, fid, pd.DataFrame(statuses, columns=["arm", "seed", "status"])
+
+
+def command_choose_budget(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dcgan choose-budget",
+        description="Read a spec's pilot from the store and choose its budget by the declared "
+        "rule: " + RULE + ".",
+    )
+    parser.add_argument("name", help="an ablation spec whose pilot profile has been run")
+    parser.add_argument("--profile", default="pilot", help="the pilot profile")
+    parser.add_argument("--storage", default=None, help="store URL (default: results/store.db)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+    parser.add_argument("--docs", type=Path, default=Path("docs"), help="where the page goes")
+    args = parser.parse_args(argv)
+    from .runner import Paths
+
+    spec, fid, done = pilot_fid(args.name, args.profile, args.storage, Paths(args.results))
+    arms = [a for a in spec.arms if a in set(fid["arm"])]
+    cands = candidates(fid, arms, spec.baseline)
+    chosen = choose(cands)
+    table = _table(cands, chosen)
+    decays = sorted(
+        {
+            a.name
+            for a in spec.arms.values()
+            if a.overrides.get("lr_schedule", "constant") != "constant"
+        }
+    )
+    caveat = (
+        f"\n\nCaveat: {', '.join(decays)} decay the learning rate over the whole budget, so a "
+        f"pilot cut at B is not the run a budget of B trains; their rows are indicative only."
+        if decays
+        else ""
+    )
+    verdict = (
+        f"Chosen budget: **{chosen.kimg:g} kimg**."
+        if chosen
+        else "**No budget up to the pilot's qualifies**: a profile at any of these budgets is "
+        "not trained enough by this rule, and its report must say so."
+    )
+    page = (
+        f"# Pilot: `{spec.name}`\n\n"
+        f"Reproduce: `python -m dcgan ablate {spec.name} --profile {args.profile}` then "
+        f"`python -m dcgan choose-budget {spec.name}`.\n\n"
+        f"{len(done)} runs ({len(arms)} arms x seeds {sorted(set(done['seed']))}), "
+        f"{len(fid)} scored snapshots under `fid_mnist_1k`. Rule: {RULE}.\n\n"
+        f"{verdict}{caveat}\n\n{table}\n\n"
+        f"![FID against kimg](../img/pilot-{spec.name}.png)\n"
+    )
+    out = args.docs / "pilot" / f"{spec.name}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    _plot(fid, arms, spec.baseline, args.docs / "img" / f"pilot-{spec.name}.png")
+    print(page)
+    print(f"wrote {out}")
+    return 0

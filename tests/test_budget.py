@@ -1,0 +1,52 @@
+"""Choosing a budget from a pilot: the smallest converged budget whose resolved signs hold."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from dcgan import budget
+
+KIMG = np.arange(16, 321, 16.0)
+
+
+def _frame(arm: str, fn, seeds=range(2), noise=0.01) -> pd.DataFrame:
+    rng = np.random.default_rng(abs(hash(arm)) % 1000)
+    return pd.DataFrame(
+        [
+            {"arm": arm, "seed": s, "kimg": k, "value": fn(k) * math.exp(rng.normal(0, noise))}
+            for s in seeds
+            for k in KIMG
+        ]
+    )
+
+
+def _baseline(k):
+    return 100 * (1 + 20 * math.exp(-k / 30))
+
+
+def test_chooses_the_smallest_converged_budget():
+    fid = pd.concat([_frame("base", _baseline), _frame("good", lambda k: 0.6 * _baseline(k))])
+    cands = budget.candidates(fid, ["base", "good"], "base")
+    chosen = budget.choose(cands)
+    assert chosen is not None
+    # noise-free: the first B whose baseline fell < 10% since the last snapshot at <= 0.75 B
+    expected = next(b for b in KIMG if _baseline(b) / _baseline(KIMG[KIMG <= 0.75 * b][-1]) > 0.9)
+    assert abs(chosen.kimg - expected) <= 16  # one snapshot of slack for the seed noise
+    assert all(not c.converged for c in cands if c.kimg < chosen.kimg and not c.flipped)
+
+
+def test_a_difference_that_flips_later_pushes_the_budget_past_the_flip():
+    def late(k):  # better than the baseline until 240 kimg, then worse
+        return _baseline(k) * (0.5 if k < 240 else 1.5)
+
+    fid = pd.concat([_frame("base", _baseline), _frame("late", late)])
+    chosen = budget.choose(budget.candidates(fid, ["base", "late"], "base"))
+    assert chosen is not None and chosen.kimg >= 240
+
+
+def test_no_budget_qualifies_when_the_baseline_never_converges():
+    fid = pd.concat([_frame("base", lambda k: 2000 * 0.5 ** (k / 60)), _frame("b", lambda k: 10)])
+    assert budget.choose(budget.candidates(fid, ["base", "b"], "base")) is None
