@@ -88,13 +88,13 @@ def _figures(
 
 
 def budget_verdicts(
-    results: AblationResults, analysis: stats.Analysis, trajectories: dict
+    results: AblationResults, analysis: stats.Analysis, trajectories: dict, sequential=None
 ) -> dict[str, verdicts.ArmVerdict]:
     """The statistical verdict at the end of the budget, downgraded by the trained-enough gate
     and the stability rule (dcgan.report.trajectory): only a trained, stable difference is final."""
     out = {}
     base = trajectories.get(results.baseline)
-    for arm, v in verdicts.arm_verdicts(analysis).items():
+    for arm, v in verdicts.arm_verdicts(analysis, sequential).items():
         if base is None or arm not in trajectories:
             out[arm] = v
             continue
@@ -130,14 +130,18 @@ def _generated() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render_report(results: AblationResults, out_dir: Path, *, in_progress: bool = False) -> Path:
-    """`in_progress`: a live page re-rendered while the ablation runs (it says so and reloads)."""
+def render_report(
+    results: AblationResults, out_dir: Path, *, in_progress: bool = False, sequential=None
+) -> Path:
+    """`in_progress`: a live page re-rendered while the ablation runs (it says so and reloads).
+    `sequential`: the dcgan.sequential.SequentialOutcome that chose the seeds, if any: its
+    decisions replace the fixed-n tests' and the page shows its looks."""
     path = Path(out_dir) / page_name(results.name)
     analysis = stats.analyse(results)
     names = [a.arm for a in analysis.arms]
     done, expected, unfinished = _progress(analysis)
     trajectories = trajectory.for_results(results)
-    by_arm = budget_verdicts(results, analysis, trajectories)
+    by_arm = budget_verdicts(results, analysis, trajectories, sequential)
     html = (
         _environment()
         .get_template("report.html.j2")
@@ -157,7 +161,9 @@ def render_report(results: AblationResults, out_dir: Path, *, in_progress: bool 
             unfinished=unfinished,
             level=int(stats.LEVEL * 100),
             alpha=stats.ALPHA,
-            n_resamples=stats.N_RESAMPLES,
+            stats=stats,
+            sequential=sequential,
+            failure_rule=stats.FAILURE_RULE,
             index=INDEX,
             generated=_generated(),
             in_progress=in_progress,

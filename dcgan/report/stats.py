@@ -544,25 +544,37 @@ def _replace(c: Comparison, **changes) -> Comparison:
 
 
 def execution_pairs(
-    runs: pd.DataFrame, metric: str = PRIMARY_METRIC
+    runs: pd.DataFrame, executions: pd.DataFrame | None = None, metric: str = PRIMARY_METRIC
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(first, second) scores of every (arm, seed) run in execution 0 and in another execution."""
-    if "execution" not in runs.columns:
-        return np.array([]), np.array([])
-    execution = pd.to_numeric(runs["execution"], errors="coerce").fillna(0)
-    done = runs["status"] == "completed"
-    first = runs[(execution == 0) & done].set_index(["arm", "seed"])[metric]
-    first = pd.to_numeric(first, errors="coerce")
-    first = first[~first.index.duplicated()]
-    others = runs[(execution != 0) & done]
-    a, b = [], []
-    for arm, seed, value in zip(
-        others["arm"], others["seed"], _values(others, metric), strict=True
+    """(first, second): each re-executed run's score in its first execution and in another.
+
+    Two sources, both optional: `executions` (AblationResults.executions: fid_main,
+    fid_replicate per replicate) and rows of `runs` with `execution` != 0, matched to the
+    (arm, seed) row of execution 0.
+    """
+    a: list[float] = []
+    b: list[float] = []
+    if (
+        executions is not None
+        and len(executions)
+        and {"fid_main", "fid_replicate"} <= set(executions.columns)
     ):
-        if (arm, seed) in first.index:
-            a.append(float(first[(arm, seed)]))
-            b.append(float(value))
-    return np.array(a), np.array(b)
+        a += list(pd.to_numeric(executions["fid_main"], errors="coerce").to_numpy(float))
+        b += list(pd.to_numeric(executions["fid_replicate"], errors="coerce").to_numpy(float))
+    if "execution" in runs.columns:
+        execution = pd.to_numeric(runs["execution"], errors="coerce").fillna(0)
+        done = runs["status"] == "completed"
+        first = runs[(execution == 0) & done].set_index(["arm", "seed"])[metric]
+        first = pd.to_numeric(first, errors="coerce")
+        first = first[~first.index.duplicated()]
+        others = runs[(execution != 0) & done]
+        for arm, seed, value in zip(
+            others["arm"], others["seed"], _values(others, metric), strict=True
+        ):
+            if (arm, seed) in first.index:
+                a.append(float(first[(arm, seed)]))
+                b.append(float(value))
+    return np.array(a, float), np.array(b, float)
 
 
 def _mean(values) -> float:
@@ -654,8 +666,9 @@ def analyse(results: AblationResults, margin: float | None = None) -> Analysis:
     margin = declared_margin(results) if margin is None else margin
     runs = primary_runs(results.runs)
     arms = [summarize_arm(results, name) for name in arm_names(results)]
-    first, second = execution_pairs(results.runs)
+    first, second = execution_pairs(results.runs, getattr(results, "executions", None))
     execution = execution_spread(first, second) if first.size else None
+    execution = execution if execution and execution.n else None
     spread = execution.rms if execution else NAN
     family = tuple(a.arm for a in arms if not a.is_baseline)
     primary = adjust_family(

@@ -209,6 +209,16 @@ def test_execution_rows_give_the_spread_and_stay_out_of_the_other_statistics():
     assert analysis.arms[0].expected == 3
 
 
+def test_execution_replicates_frame_gives_the_spread():
+    """AblationResults.executions (the collector's replicate table) is the other source."""
+    results = results_from_runs(runs_frame({"base": {0: 40.0, 1: 50.0}}), baseline="base")
+    results.executions = pd.DataFrame(
+        {"arm": ["base"], "seed": [0], "fid_main": [40.0], "fid_replicate": [44.0]}
+    )
+    spread = stats.analyse(results).execution
+    assert (spread.n, spread.rms) == (1, pytest.approx(math.log(1.1)))
+
+
 def test_analyse_holm_adjusts_the_primary_family_and_keeps_kid_descriptive():
     base = {s: 40.0 + o for s, o in enumerate(SEED_OFFSETS)}
     arms = {
