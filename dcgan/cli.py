@@ -180,6 +180,13 @@ def add_ablate_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-report", action="store_true", help="train and score only; no HTML")
     p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="add seeds in looks of 5, 7, 10 (from --seeds or the profile's, then the next "
+        "integers) until every arm vs the baseline is decided; error rate controlled by "
+        "group-sequential boundaries (docs/statistics.md)",
+    )
+    p.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress bar (without a terminal a progress line is logged per finished run)",
@@ -428,6 +435,16 @@ def _ablate(args: argparse.Namespace, _argv: list[str]) -> int:
             paths=paths, storage_url=_storage(args),
         )  # fmt: skip
         print(format_plan(plan))
+        return 0
+    if args.sequential:
+        from .sequential import run_sequential
+
+        _, page = run_sequential(
+            args.name, args.profile, seeds=args.seeds, data=args.data, workers=args.workers,
+            storage_url=_storage(args), paths=paths, report=not args.no_report,
+        )  # fmt: skip
+        if page is not None:
+            print(f"report: {page}")
         return 0
     from .runner import run_ablation
 

@@ -106,6 +106,8 @@ def boundaries(
     """
     if kind not in KINDS or sides not in (1, 2):
         raise ValueError(f"kind {kind!r}, sides {sides!r}")
+    if len(looks) == 1:  # one look: the fixed test, exactly
+        return (float(level),)
     p = _null_pvalues(tuple(looks), sides)
     if kind == "pocock":
         threshold = float(np.quantile(p.min(axis=1), level))
@@ -189,7 +191,7 @@ def sequential_decision(
     eq_threshold = boundaries(rule.looks, rule.alpha / m, rule.kind, 1) if m else ()
     for k, n in enumerate(rule.looks):
         ready = [a for a in arms if decisions[a] == CONTINUE and data[a].size >= n]
-        if not any(data[a].size >= n for a in arms):
+        if not ready:  # every arm decided, or none has the seeds this look needs
             break
         looks_done.append(n)
         p = {a: _t_p(data[a][:n]) for a in ready}
@@ -321,13 +323,21 @@ def run_sequential(
         margin = getattr(spec, "equivalence_margin", None)
         rule = SequentialRule(margin=DEFAULT_MARGIN if margin is None else margin)
     pool = seed_schedule(seeds if seeds is not None else spec.profile(profile).seeds, rule.max_n)
+    from .preflight import RunsFailed
+
     outcome = None
     results = None
+    incomplete: RunsFailed | None = None
     for n in rule.looks:
         look_seeds = pool[:n]
         log(f"{name} [{profile}] sequential look at n={n}: seeds {look_seeds}")
-        train(name, profile, seeds=look_seeds, data=data, workers=workers,
-              storage_url=storage_url, paths=paths, report=False, log=log)  # fmt: skip
+        try:
+            train(name, profile, seeds=look_seeds, data=data, workers=workers,
+                  storage_url=storage_url, paths=paths, report=False, log=log)  # fmt: skip
+            incomplete = None
+        except RunsFailed as err:  # failed runs count (the failure rule); say so at the end
+            log(f"  {err}")
+            incomplete = err
         results = load(name, profile, look_seeds, data, storage_url, paths)
         analysis = analyse(results, margin=rule.margin)
         spread = analysis.execution.rms if analysis.execution else float("nan")
@@ -350,4 +360,7 @@ def run_sequential(
             render_index(summaries(storage, paths), paths.reports)
         except Exception as err:  # the index is a convenience; the report is written
             log(f"index not refreshed: {err}")
+    if incomplete is not None:  # the command still fails, as `ablate` does, after the report
+        incomplete.page = page
+        raise incomplete
     return outcome, page
