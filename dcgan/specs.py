@@ -41,7 +41,14 @@ SPEC_KEYS = {
     "profiles",
     "arms",
     "scoring",
+    "equivalence_margin",
 }
+CLAIM_KEYS = {
+    "source", "text", "kind", "arm", "vs", "reported",
+    "measure", "recipe", "data", "budget", "margin", "scope", "criterion",
+}  # fmt: skip
+CLAIM_MEASURES = {"better": ("fid",), "not_better": ("fid",), "diverges": ("failure",), "info": ()}
+CRITERION_KEYS = {"g_loss_above", "d_loss_below"}
 PROFILE_KEYS = {
     "base_recipe",
     "overrides",
@@ -96,6 +103,7 @@ class AblationSpec:
     sources: list[dict] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    equivalence_margin: float | None = None  # ratio scale: 0.10 = equivalent within ±10%
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -268,11 +276,58 @@ def _arms(path: Path, raw: Any) -> dict[str, Arm]:
     return arms
 
 
-def _claims(path: Path, raw: list, arms: dict[str, Arm]) -> list[Claim]:
+def _margin(path: Path, key: str, value: Any) -> float:
+    if not (isinstance(value, int | float) and not isinstance(value, bool)):
+        raise _error(path, key, f"{value!r} must be a number between 0 and 1 (0.10 = ±10%)")
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise _error(path, key, f"{value!r} must be between 0 and 1 (0.10 = ±10%)")
+    return float(value)
+
+
+def _claim_conditions(path: Path, where: str, c: dict, kind: str, default_margin) -> dict:
+    """measure, recipe, data, budget, margin, scope and criterion of one claim, validated."""
+    measures = CLAIM_MEASURES[kind]
+    measure = c.get("measure", measures[0] if measures else None)
+    if measure is not None or "measure" in c:
+        _check_choice(path, f"{where}.measure", measure, measures or ("(none for info)",))
+    recipe = c.get("recipe")
+    if recipe is not None and recipe not in RECIPES:
+        raise _error(
+            path,
+            f"{where}.recipe",
+            f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}",
+        )
+    for key in ("data", "budget"):
+        if c.get(key) is not None and not isinstance(c[key], str):
+            raise _error(path, f"{where}.{key}", f"{c[key]!r} must be a string")
+    margin = _margin(path, f"{where}.margin", c["margin"]) if "margin" in c else default_margin
+    scope = c.get("scope", "in")
+    if not isinstance(scope, str) or not (
+        scope == "in" or (scope.startswith("out:") and scope[4:].strip())
+    ):
+        raise _error(path, f"{where}.scope", f"{scope!r} must be 'in' or 'out: <why>'")
+    criterion = c.get("criterion", {})
+    if not isinstance(criterion, dict):
+        raise _error(path, f"{where}.criterion", "must be a table, e.g. { g_loss_above = 20.0 }")
+    if criterion and kind != "diverges":
+        raise _error(path, f"{where}.criterion", "only a 'diverges' claim takes a criterion")
+    _check_keys(path, f"{where}.criterion.", criterion, CRITERION_KEYS)
+    for key, value in criterion.items():
+        if not (isinstance(value, int | float) and math.isfinite(value)):
+            raise _error(path, f"{where}.criterion.{key}", f"{value!r} must be a number")
+    return {
+        "measure": measure, "recipe": recipe, "data": c.get("data"), "budget": c.get("budget"),
+        "margin": margin, "scope": scope, "criterion": {k: float(v) for k, v in criterion.items()},
+    }  # fmt: skip
+
+
+def _claims(
+    path: Path, raw: list, arms: dict[str, Arm], default_margin: float | None = None
+) -> list[Claim]:
     claims = []
     for i, c in enumerate(raw):
         where = f"claims[{i}]"
-        _check_keys(path, f"{where}.", c, {"source", "text", "kind", "arm", "vs", "reported"})
+        _check_keys(path, f"{where}.", c, CLAIM_KEYS)
         kind = c.get("kind", "info")
         _check_choice(path, f"{where}.kind", kind, CLAIM_KINDS)
         for key in ("arm", "vs"):
@@ -290,6 +345,7 @@ def _claims(path: Path, raw: list, arms: dict[str, Arm]) -> list[Claim]:
                 c.get("arm"),
                 c.get("vs"),
                 dict(c.get("reported", {})),
+                **_claim_conditions(path, where, c, kind, default_margin),
             )
         )
     return claims
@@ -329,6 +385,11 @@ def load_spec(name_or_path: str | Path, ablations_dir: Path | None = None) -> Ab
             path, "baseline", f"{raw['baseline']!r} is not an arm; arms: {', '.join(arms)}"
         )
     profiles = _profiles(path, raw.get("profiles", {}), defaults)
+    margin = (
+        _margin(path, "equivalence_margin", raw["equivalence_margin"])
+        if "equivalence_margin" in raw
+        else None
+    )
     if "seeds" in raw:  # spec-wide seeds apply to every profile that doesn't set its own
         for name, prof in profiles.items():
             if "seeds" not in raw.get("profiles", {}).get(name, {}):
@@ -336,7 +397,8 @@ def load_spec(name_or_path: str | Path, ablations_dir: Path | None = None) -> Ab
     spec = AblationSpec(
         name=path.stem, path=path, question=raw["question"], base_recipe=raw["base_recipe"],
         baseline=raw["baseline"], arms=arms, profiles=profiles, sources=list(raw.get("sources", [])),
-        claims=_claims(path, raw.get("claims", []), arms), notes=list(raw.get("notes", [])),
+        claims=_claims(path, raw.get("claims", []), arms, margin), notes=list(raw.get("notes", [])),
+        equivalence_margin=margin,
     )  # fmt: skip
     for prof in profiles:  # build every config now: nothing invalid survives to training
         spec.plan(prof, seeds=spec.profiles[prof].seeds[:1])

@@ -408,6 +408,15 @@ def _fid_claim_verdict(
     return verdict, f"{measured}: {decision}."
 
 
+def _criterion_against_document(claim: Claim) -> str:
+    g, d = claim.reported.get("g_loss", math.nan), claim.reported.get("d_loss", math.nan)
+    meets = _meets_criterion(claim.criterion, g, d)
+    return (
+        f"Failure criterion: {_criterion_text(claim.criterion)}; {claim.source}'s own figures "
+        f"(G {g:g}, D {d:g}) {'meet' if meets else 'would not meet'} it."
+    )
+
+
 def _divergence_verdict(t: _Test, p_adj: float) -> tuple[str, str]:
     claim, k, n = t.claim, t.failures, t.finished
     if n == 0:
@@ -448,6 +457,8 @@ def claim_verdicts(results: AblationResults, analysis: stats.Analysis) -> list[C
         reported = reported_vs_measured(claim, results.runs)
         problem = scope_problem(claim, results)
         if problem:
+            if claim.criterion and claim.reported:
+                reported += " " + _criterion_against_document(claim)
             out[i] = ClaimVerdict(
                 claim, OUT_OF_SCOPE if claim.kind != "info" else None,
                 f"Out of scope here: {problem}. {reported}".strip(), cond,
