@@ -202,9 +202,8 @@ def open_storage(
         engine_kwargs = {"connect_args": {"timeout": 120}}
     elif sqlalchemy_url.startswith("postgresql"):
         query = dict(parse_qsl(urlsplit(url).query))
-        if (
-            "connect_timeout" not in query
-        ):  # libpq's: covers a server that accepts and never answers
+        # libpq's own timeout: it also covers a server that accepts and never answers
+        if "connect_timeout" not in query:
             engine_kwargs = {"connect_args": {"connect_timeout": _connect_timeout()}}
     try:
         storage = DcganStorage(
