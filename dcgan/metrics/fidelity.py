@@ -1,6 +1,6 @@
-"""FID / KID / precision-recall of generators, through torch-fidelity, under a stated protocol.
+"""FID / KID / precision-recall-density-coverage of generators, under a stated protocol.
 
-As in stylegan2-ada, a metric's name states its protocol (`fid_mnist_1k`: FID, mnist
+As in stylegan2-ada, a score's name states its protocol (`fid_mnist_1k`: FID, mnist
 features, 1,000 fakes) and every score carries the full `Protocol` and its id; scores
 compare only under the same id.
 
@@ -9,14 +9,28 @@ Reference: the real set minus a fixed held-out subset of n_fake images
 reference, so floor and fakes are measured at the same N (FID is biased in N) and a model's
 score reads against the best a same-size sample of real data achieves.
 
-Real features (and their mean, covariance and covariance square root) are computed once
-and cached under a key of everything that determines them; torch-fidelity's own cache keys
-on a name only, so it is not used. Fakes are generated on a fixed noise seed, quantised
-exactly like real images, and featurised in batches in memory (never via image files).
-Features come from torch-fidelity's extractors and its dataset/generator loops; the metrics
-from its `fid_features_to_statistics`, `kid_features_to_metric` and `prc_features_to_metric`,
-except the Fréchet distance itself, which uses the tested eigen-form fast path of
-`frechet.py` with the cached reference square root.
+Real features (with their mean, covariance, covariance square root, the KID kernel width and
+the 99th percentile of their norms) are computed once and cached under a key of everything
+that determines them; torch-fidelity's own cache keys on a name only, so it is not used.
+Fakes are generated once per snapshot on a fixed noise seed (torch-fidelity's 'normal'
+stream), quantised exactly like real images, and fed in memory (never via image files)
+through torch-fidelity's dataset loop and registered extractors, so N extractors score the
+same images. The metrics:
+
+- FID: torch-fidelity's `fid_features_to_statistics` and the eigen-form Fréchet distance of
+  `frechet.py` with the cached reference square root;
+- KID: `kid.py` (RBF kernel of median-heuristic width, disjoint subsets, a standard error);
+- precision, recall, density, coverage: `prdc.py` (Naeem et al. 2020, k = 5), against a fixed
+  n_fake-image subset of the reference (the k-NN radii depend on N);
+- ood_norm_frac: `ood.py`, the share of fakes with a feature norm above the reference 99th
+  percentile; and per snapshot the `mnist` classifier's class histogram of the fakes
+  (classes_covered, class_kl) and, for Stacked MNIST, `modes.py`.
+
+Every line of run_dir/scores.jsonl is one record (see `METRICS` and `read_scores`):
+{"metric": bare key, "extractor", "name": e.g. "fid_mnist_1k", "value", "std" (only a real
+standard error), "step" (null: the real-vs-real floor), "kimg", "kind": "generator"|"floor",
+"protocol_id", "protocol", "reason" (optional)}. Lines written before this format (their
+"metric" holds the full name) are upgraded by `read_scores`, never rewritten.
 """
 
 from __future__ import annotations
@@ -28,29 +42,18 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch_fidelity
 from torch import nn
 from torch.utils.data import Dataset
-from torch_fidelity import GenerativeModelModuleWrapper
 from torch_fidelity.metric_fid import fid_features_to_statistics
-from torch_fidelity.metric_kid import (
-    KEY_METRIC_KID_MEAN,
-    KEY_METRIC_KID_STD,
-    kid_features_to_metric,
-)
-from torch_fidelity.metric_prc import (
-    KEY_METRIC_PRECISION,
-    KEY_METRIC_RECALL,
-    prc_features_to_metric,
-)
-from torch_fidelity.utils import (
-    get_featuresdict_from_dataset,
-    get_featuresdict_from_generative_model,
-)
+from torch_fidelity.noise import random_normal
+from torch_fidelity.utils import get_featuresdict_from_dataset
 
 from ..atomic import (
     IntegrityError,
@@ -62,9 +65,11 @@ from ..atomic import (
 from ..config import ConfigError, RunConfig
 from ..data import HELD_OUT_SEED, ImageSet, default_cache_dir, held_out_split, load_images
 from ..models import Generator, generate
-from . import modes
+from . import kid as kid_metric
+from . import mnist_net, modes, ood, prdc
 from .extractors import (
     EVAL_NOISE_SEED,
+    EXTRACTORS,
     ExtractorSpec,
     create_extractor,
     full_fp32_precision,
@@ -72,20 +77,80 @@ from .extractors import (
     nonfinite_weights,
     quantise_to_uint8,
     resolve_device,
+    to_classifier_input,
 )
 from .frechet import frechet_distance, sqrtm_psd
 
-KID_MAX_SUBSET = 1000  # torch-fidelity's default subset size, capped by the sample counts
-# 100 subsets is the literature's; each costs ~0.1 s on 2 CPU cores at 1,000 fakes
-KID_SUBSETS = {"mnist": 10, "inception": 100}
-PRC_NEIGHBORHOOD = 3
+PROTOCOL_VERSION = 2  # 1: poly-kernel KID over overlapping subsets, precision/recall at k = 3
+KID_SUBSETS = 10  # disjoint subsets of the fakes for KID's jackknife standard error
+REFERENCE_ENTRY_VERSION = 2  # bump when the cached reference entry gains fields
 SNAPSHOT_GLOB = "G_step_*.pt"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    key: str
+    better: str  # "lower" | "higher"
+    description: str
+
+
+# The one table of metric keys: the scores table's and report's columns derive from it.
+METRICS: dict[str, MetricInfo] = {
+    m.key: m
+    for m in (
+        MetricInfo(
+            "fid", "lower", "Fréchet distance between Gaussian fits of real and fake features"
+        ),
+        MetricInfo(
+            "kid",
+            "lower",
+            "squared MMD (unbiased, all fakes vs as many reals), RBF kernel of median-heuristic "
+            "width, in [0, 2], ~0 for real data; std = jackknife standard error over 10 "
+            "disjoint subsets",
+        ),
+        MetricInfo("precision", "higher", "share of fakes inside a real k-NN ball (fidelity, k=5)"),
+        MetricInfo("recall", "higher", "share of reals inside a fake k-NN ball (diversity, k=5)"),
+        MetricInfo(
+            "density",
+            "higher",
+            "real k-NN balls holding each fake, / k, averaged (fidelity; ~1 for real data)",
+        ),
+        MetricInfo(
+            "coverage", "higher", "share of real k-NN balls holding a fake (diversity; ~0.97 real)"
+        ),
+        MetricInfo(
+            "ood_norm_frac",
+            "lower",
+            "share of fakes whose feature norm exceeds the reference 99th percentile (~0.01 real)",
+        ),
+        MetricInfo(
+            "classes_covered",
+            "higher",
+            "digit classes holding >= 1% of the fakes (mnist classifier)",
+        ),
+        MetricInfo(
+            "class_kl",
+            "lower",
+            "KL(fake class histogram || uniform over 10), nats (mnist classifier)",
+        ),
+        MetricInfo("modes", "higher", "Stacked MNIST digit triples hit, of 1,000"),
+        MetricInfo("modes_kl", "lower", "KL(Stacked MNIST mode histogram || uniform), nats"),
+    )
+}
+FEATURE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "ood_norm_frac")
+CLASS_METRICS = ("classes_covered", "class_kl")
+MODE_METRICS = ("modes", "modes_kl")
+
+
+def count_label(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
 @dataclass(frozen=True)
 class Protocol:
     """Everything a score depends on besides the generator; stamped on every score."""
 
+    version: int
     extractor: str
     feature_layer: str
     weights_sha256: str
@@ -93,9 +158,11 @@ class Protocol:
     n_fake: int
     n_real: int  # the reference set: the data minus the n_fake held-out images
     reference: str  # how the reference / held-out split is drawn
-    kid_subset_size: int
+    kid_kernel: str
     kid_subsets: int
-    prc_neighborhood: int
+    kid_subset_size: int
+    nearest_k: int  # precision, recall, density, coverage
+    ood_norm_quantile: float
     eval_seed: int
     fidelity_version: str
     device: str  # stamped, not part of the id: it moves only float rounding
@@ -107,12 +174,11 @@ class Protocol:
 
     def metric_name(self, metric: str) -> str:
         """`fid` -> `fid_mnist_1k`: the metric, the extractor and the number of fakes."""
-        count = f"{self.n_fake // 1000}k" if self.n_fake % 1000 == 0 else str(self.n_fake)
-        return f"{metric}_{self.extractor}_{count}"
+        return f"{metric}_{self.extractor}_{count_label(self.n_fake)}"
 
     @property
     def metric_names(self) -> list[str]:
-        return [self.metric_name(m) for m in ("fid", "kid", "precision", "recall")]
+        return [self.metric_name(m) for m in FEATURE_METRICS]
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "id": self.id}
@@ -127,15 +193,23 @@ def make_protocol(
     eval_seed: int = EVAL_NOISE_SEED,
 ) -> Protocol:
     spec = get_extractor(extractor)
-    kid_subsets = KID_SUBSETS[extractor] if kid_subsets is None else kid_subsets
-    n_fake = spec.default_n_fake if n_fake is None else n_fake
+    kid_subsets = KID_SUBSETS if kid_subsets is None else kid_subsets
+    default = n_fake is None
+    n_fake = spec.default_n_fake if default else n_fake
     n_real = len(image_set) - n_fake
     if n_fake < 2 or n_real < 2:
+        hint = f" (the {extractor} default; pass n_fake)" if default else ""
         raise ConfigError(
-            f"n_fake={n_fake} must leave at least 2 images on each side of the held-out split "
-            f"of {image_set.source} ({len(image_set)} images)"
+            f"n_fake={n_fake}{hint} must leave at least 2 images on each side of the held-out "
+            f"split of {image_set.source} ({len(image_set)} images)"
+        )
+    if kid_subsets < 2 or n_fake // kid_subsets < 2:
+        raise ConfigError(
+            f"kid_subsets={kid_subsets}: KID needs at least 2 disjoint subsets of at least 2 "
+            f"of the {n_fake} fakes"
         )
     return Protocol(
+        version=PROTOCOL_VERSION,
         extractor=spec.name,
         feature_layer=spec.feature_layer,
         weights_sha256=spec.weights_sha256,
@@ -146,9 +220,11 @@ def make_protocol(
             f"all {len(image_set)} images minus held_out_split({len(image_set)}, {n_fake}) "
             f"(seed {HELD_OUT_SEED}); floor = held-out vs reference"
         ),
-        kid_subset_size=min(KID_MAX_SUBSET, n_fake, n_real),
+        kid_kernel=kid_metric.KERNEL,
         kid_subsets=kid_subsets,
-        prc_neighborhood=PRC_NEIGHBORHOOD,
+        kid_subset_size=n_fake // kid_subsets,
+        nearest_k=prdc.NEAREST_K,
+        ood_norm_quantile=ood.NORM_QUANTILE,
         eval_seed=eval_seed,
         fidelity_version=torch_fidelity.__version__,
         device=str(resolve_device(device)),
@@ -161,6 +237,7 @@ def reference_cache_key(protocol: Protocol) -> str:
     spec = get_extractor(protocol.extractor)
     _, held_out = held_out_split(protocol.n_real + protocol.n_fake, protocol.n_fake)
     payload = {
+        "entry_version": REFERENCE_ENTRY_VERSION,
         "dataset_key": protocol.dataset_key,
         "extractor": protocol.extractor,
         "feature_layer": protocol.feature_layer,
@@ -193,12 +270,18 @@ def _featurise_images(
     features = get_featuresdict_from_dataset(
         _ImageTensors(spec.adapt_channels(images)),
         extractor,
-        spec.batch_size,
+        min(spec.batch_size, len(images)),
         cuda=device.type == "cuda",
         save_cpu_ram=True,  # no DataLoader worker processes: the images are already in memory
         verbose=False,
     )
     return features[spec.feature_layer]
+
+
+def featurise(images: torch.Tensor, extractor: str, device: str = "cpu") -> torch.Tensor:
+    """uint8 images -> the extractor's features (CPU float), through torch-fidelity."""
+    with full_fp32_precision():
+        return _featurise_images(images, get_extractor(extractor), resolve_device(device)).cpu()
 
 
 def summarise_reference(reference: torch.Tensor, held_out: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -210,6 +293,8 @@ def summarise_reference(reference: torch.Tensor, held_out: torch.Tensor) -> dict
         "mu": torch.from_numpy(stats["mu"]),
         "sigma": torch.from_numpy(stats["sigma"]),
         "sqrt_sigma": torch.from_numpy(sqrtm_psd(stats["sigma"])),
+        "kid_sq_bandwidth": torch.tensor(kid_metric.median_sq_distance(reference)),
+        "norm_q": torch.tensor(ood.norm_quantile(reference)),
     }
 
 
@@ -228,9 +313,7 @@ def reference_features(
             return load_verified(path, require_checksum=True)  # checksum, then weights_only
         except (IntegrityError, OSError) as err:  # a damaged cache is quarantined and rebuilt
             quarantine(path, str(err).removeprefix(f"{path}: "))
-    spec = get_extractor(protocol.extractor)
-    with full_fp32_precision():
-        features = _featurise_images(image_set.images, spec, torch.device(protocol.device)).cpu()
+    features = featurise(image_set.images, protocol.extractor, protocol.device)
     reference_idx, held_out_idx = held_out_split(len(image_set), protocol.n_fake)
     entry = summarise_reference(features[reference_idx], features[held_out_idx])
     atomic_torch_save(entry, path)
@@ -241,7 +324,9 @@ def reference_features(
 def scores_from_features(
     fake: torch.Tensor, reference: dict[str, torch.Tensor], protocol: Protocol
 ) -> dict[str, float]:
-    """FID, KID (mean and std over subsets), precision and recall of `fake` vs the reference."""
+    """Every feature metric of `fake` vs the reference, keyed by protocol name.
+
+    KID's standard error is under name('kid') + '_std'."""
     fake = fake.double()
     real = reference["reference"].double()
     stats = fid_features_to_statistics(fake)
@@ -252,48 +337,40 @@ def scores_from_features(
         stats["sigma"],
         sqrt_sigma1=reference["sqrt_sigma"].numpy(),
     )
-    kid = kid_features_to_metric(
+    kid = kid_metric.kid(
         fake,
         real,
-        kid_subsets=protocol.kid_subsets,
-        kid_subset_size=protocol.kid_subset_size,
-        rng_seed=protocol.eval_seed,
-        verbose=False,
+        float(reference["kid_sq_bandwidth"]),
+        groups=min(protocol.kid_subsets, len(fake) // 2),
+        seed=protocol.eval_seed,
     )
-    # precision/recall at equal N (k-NN radii depend on N): a fixed n_fake-image reference subset
+    # precision/recall/density/coverage at equal N: a fixed len(fake)-image reference subset
     subset = torch.randperm(len(real), generator=torch.Generator().manual_seed(protocol.eval_seed))
-    prc = prc_features_to_metric(
-        fake.float(),
-        real[subset[: len(fake)]].float(),
-        prc_neighborhood=protocol.prc_neighborhood,
-        prc_batch_size=10_000,
-        save_cpu_ram=True,
-        verbose=False,
-    )
+    nearest = prdc.prdc(real[subset[: len(fake)]], fake, k=protocol.nearest_k)
     name = protocol.metric_name
     return {
         name("fid"): fid,
-        name("kid"): kid[KEY_METRIC_KID_MEAN],
-        name("kid") + "_std": kid[KEY_METRIC_KID_STD],
-        name("precision"): prc[KEY_METRIC_PRECISION],
-        name("recall"): prc[KEY_METRIC_RECALL],
+        name("kid"): kid["kid"],
+        name("kid") + "_std": kid["kid_se"],
+        **{name(m): v for m, v in nearest.items()},
+        name("ood_norm_frac"): ood.norm_excess_fraction(fake, float(reference["norm_q"])),
     }
 
 
-def _stamped(scores: dict, kind: str, protocol: Protocol, started: float) -> dict:
+def _stamped(scores: dict, kind: str, protocol: dict, started: float) -> dict:
     return {
         **scores,
         "kind": kind,
         "seconds": round(time.perf_counter() - started, 3),
-        "protocol_id": protocol.id,
-        "protocol": protocol.to_dict(),
+        "protocol_id": protocol["id"],
+        "protocol": protocol,
     }
 
 
 def _failed(protocol: Protocol, reason: str, started: float) -> dict:
-    names = protocol.metric_names
-    scores = {name: math.nan for name in names} | {protocol.metric_name("kid") + "_std": math.nan}
-    return _stamped(scores, "generator", protocol, started) | {"reason": reason}
+    scores = {name: math.nan for name in protocol.metric_names}
+    scores[protocol.metric_name("kid") + "_std"] = math.nan
+    return _stamped(scores, "generator", protocol.to_dict(), started) | {"reason": reason}
 
 
 # ---- generators --------------------------------------------------------------------------
@@ -303,7 +380,7 @@ class _QuantisedGenerator(nn.Module):
     G samples exactly as the training grids do (`dcgan.models.generate`: BatchNorm on batch
     statistics, as the reference implementation samples), so scores and grids agree."""
 
-    def __init__(self, generator: nn.Module, spec: ExtractorSpec):
+    def __init__(self, generator: nn.Module, spec: ExtractorSpec | None = None):
         super().__init__()
         self.generator = generator
         self.spec = spec
@@ -313,42 +390,61 @@ class _QuantisedGenerator(nn.Module):
         x = generate(self.generator, z)
         finite = torch.isfinite(x)
         self.nonfinite += int((~finite).sum())
-        return self.spec.adapt_channels(quantise_to_uint8(torch.where(finite, x, 0.0)))
+        images = quantise_to_uint8(torch.where(finite, x, 0.0))
+        return self.spec.adapt_channels(images) if self.spec is not None else images
 
 
-def score_generator(G: nn.Module, cfg: RunConfig, image_set: ImageSet, protocol: Protocol) -> dict:
-    """Scores of G (left untouched: a copy is scored in eval mode) on the protocol's z."""
+@torch.no_grad()
+def generate_fakes(
+    G: nn.Module, nz: int, n: int, seed: int = EVAL_NOISE_SEED, device: str = "cpu"
+) -> tuple[torch.Tensor, int]:
+    """n uint8 fakes of a copy of G on torch-fidelity's 'normal' noise stream from `seed`
+    (the latents torch-fidelity's generator loop would draw; `generate` samples in fixed
+    batches, so the images do not depend on how many are drawn). Returns (images, non-finite
+    pixel count)."""
+    device = resolve_device(device)
+    quantised = _QuantisedGenerator(copy.deepcopy(G)).to(device)
+    rng = np.random.RandomState(seed)
+    chunks = []
+    with full_fp32_precision():
+        for start in range(0, n, 1000):
+            z = random_normal(rng, (min(1000, n - start), nz)).to(device)
+            chunks.append(quantised(z).cpu())
+    return torch.cat(chunks), quantised.nonfinite
+
+
+def score_images(images: torch.Tensor, image_set: ImageSet, protocol: Protocol) -> dict:
+    """Feature metrics of uint8 `images` (the fakes) under the protocol."""
     started = time.perf_counter()
+    reference = reference_features(image_set, protocol)
+    features = featurise(images, protocol.extractor, protocol.device)
+    scores = scores_from_features(features, reference, protocol)
+    return _stamped(scores, "generator", protocol.to_dict(), started)
+
+
+def _check_shape(cfg: RunConfig, image_set: ImageSet) -> None:
     if (cfg.channels, cfg.image_size) != tuple(image_set.images.shape[1:3]):
         raise ConfigError(
             f"generator makes {cfg.channels}x{cfg.image_size}px images, the data is "
             f"{image_set.images.shape[1]}x{image_set.images.shape[2]}px: they cannot be compared"
         )
+
+
+def score_generator(G: nn.Module, cfg: RunConfig, image_set: ImageSet, protocol: Protocol) -> dict:
+    """Scores of G (left untouched: a copy is scored) on the protocol's z, keyed by name."""
+    started = time.perf_counter()
+    _check_shape(cfg, image_set)
     bad = nonfinite_weights(G)
     if bad:
         return _failed(protocol, f"non-finite weights in {', '.join(bad[:3])}", started)
-    reference = reference_features(image_set, protocol)
-    spec = get_extractor(protocol.extractor)
-    device = torch.device(protocol.device)
-    quantised = _QuantisedGenerator(copy.deepcopy(G), spec)
-    model = GenerativeModelModuleWrapper(quantised, cfg.nz, "normal", 0).to(device)
-    with full_fp32_precision():
-        features = get_featuresdict_from_generative_model(
-            model,
-            create_extractor(spec.name, str(device)),
-            protocol.n_fake,
-            spec.batch_size,
-            cuda=device.type == "cuda",
-            rng_seed=protocol.eval_seed,
-            verbose=False,
-        )[spec.feature_layer].cpu()
-    if quantised.nonfinite:
-        return _failed(
-            protocol, f"generator produced {quantised.nonfinite} non-finite pixels", started
-        )
-    return _stamped(
-        scores_from_features(features, reference, protocol), "generator", protocol, started
+    images, nonfinite = generate_fakes(
+        G, cfg.nz, protocol.n_fake, protocol.eval_seed, protocol.device
     )
+    if nonfinite:
+        return _failed(protocol, f"generator produced {nonfinite} non-finite pixels", started)
+    return score_images(images, image_set, protocol) | {
+        "seconds": round(time.perf_counter() - started, 3)
+    }
 
 
 def score_floor(image_set: ImageSet, protocol: Protocol) -> dict:
@@ -356,13 +452,149 @@ def score_floor(image_set: ImageSet, protocol: Protocol) -> dict:
     started = time.perf_counter()
     reference = reference_features(image_set, protocol)
     scores = scores_from_features(reference["held_out"], reference, protocol)
-    return _stamped(scores, "floor", protocol, started)
+    return _stamped(scores, "floor", protocol.to_dict(), started)
 
 
-# ---- whole runs --------------------------------------------------------------------------
-def snapshot_steps(run_dir: Path) -> dict[int, Path]:
-    paths = sorted((Path(run_dir) / "snapshots").glob(SNAPSHOT_GLOB))
-    return {int(p.stem.removeprefix("G_step_")): p for p in paths}
+# ---- class histogram of the fakes (mnist classifier) -------------------------------------
+def classes_protocol(n: int, seed: int = EVAL_NOISE_SEED, device: str = "auto") -> dict:
+    protocol = {
+        "kind": "mnist_classes",
+        "classifier_sha256": mnist_net.WEIGHTS_SHA256,
+        "n": n,
+        "class_share": ood.CLASS_SHARE,
+        "eval_seed": seed,
+        "device": str(resolve_device(device)),
+    }
+    fields = {k: v for k, v in protocol.items() if k != "device"}
+    return protocol | {
+        "id": hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+    }
+
+
+@torch.no_grad()
+def predict_classes(images: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """The mnist classifier's argmax for uint8 (N, 1 or 3, H, W) images (RGB read as gray)."""
+    device = resolve_device(device)
+    net = mnist_net.load_classifier(device)
+    return torch.cat(
+        [net(to_classifier_input(chunk.to(device))).argmax(1).cpu() for chunk in images.split(1000)]
+    )
+
+
+def score_classes(images: torch.Tensor, protocol: dict) -> dict:
+    scores = ood.class_histogram_scores(predict_classes(images, protocol["device"]))
+    return {k: scores[k] for k in CLASS_METRICS}
+
+
+# ---- records -----------------------------------------------------------------------------
+def _record(
+    metric: str,
+    extractor: str,
+    name: str,
+    value: float,
+    step: int | None,
+    kimg: float | None,
+    kind: str,
+    protocol: dict,
+    std: float | None = None,
+    reason: str | None = None,
+) -> dict:
+    record = {
+        "metric": metric,
+        "extractor": extractor,
+        "name": name,
+        "value": value,
+        "step": step,
+        "kimg": kimg,
+        "kind": kind,
+        "protocol_id": protocol["id"],
+        "protocol": protocol,
+    }
+    if std is not None:
+        record["std"] = std
+    if reason:
+        record["reason"] = reason
+    return record
+
+
+def feature_records(result: dict, protocol: Protocol, step: int | None, kimg) -> list[dict]:
+    """A score_generator / score_floor result -> one record per feature metric."""
+    out = []
+    for metric in FEATURE_METRICS:
+        name = protocol.metric_name(metric)
+        std = result.get(name + "_std") if metric == "kid" else None
+        out.append(
+            _record(
+                metric,
+                protocol.extractor,
+                name,
+                float(result[name]),
+                step,
+                kimg,
+                result["kind"],
+                result["protocol"],
+                std=None if std is None else float(std),
+                reason=result.get("reason"),
+            )
+        )
+    return out
+
+
+def _plain_records(
+    values: dict, metrics: Sequence[str], protocol: dict, step, kimg, kind: str, reason=None
+) -> list[dict]:
+    count = count_label(protocol["n"])
+    return [
+        _record(
+            m,
+            "mnist",
+            f"{m}_mnist_{count}",
+            float(values[m]),
+            step,
+            kimg,
+            kind,
+            protocol,
+            reason=reason,
+        )  # fmt: skip
+        for m in metrics
+    ]
+
+
+def _longest_metric_prefix(name: str) -> str | None:
+    matches = [key for key in METRICS if name == key or name.startswith(key + "_")]
+    return max(matches, key=len) if matches else None
+
+
+def upgrade_record(record: dict, batch_size: int | None = None) -> dict:
+    """A scores.jsonl line in the current record format; legacy lines (protocol version 1,
+    whose "metric" is the full name, e.g. "fid_mnist_1k") are converted here and only here.
+
+    Legacy KID lines lose their "std": it was the spread over subsets that each held all the
+    fakes, not a standard error."""
+    if "name" in record:
+        return record
+    name = record["metric"]
+    protocol = record.get("protocol") or {}
+    metric = _longest_metric_prefix(name)
+    if metric is None:
+        raise ValueError(f"scores.jsonl: unknown legacy metric name {name!r}")
+    if protocol.get("kind") == "stacked_mnist_modes":
+        extractor = "mnist"  # the classifier that reads the digits
+    else:
+        extractor = protocol.get("extractor") or name[len(metric) + 1 :].rsplit("_", 1)[0]
+    step = record.get("step")
+    kimg = None if step is None or batch_size is None else step * batch_size / 1000
+    return _record(
+        metric,
+        extractor,
+        name,
+        record["value"],
+        step,
+        kimg,
+        record.get("kind", "generator"),
+        protocol,
+        reason=record.get("reason"),
+    )
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -371,51 +603,96 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _records(result: dict, step: int | None, protocol: dict, names: list[str]) -> list[dict]:
-    """One JSON line per (metric, step), each carrying its protocol."""
+def _batch_size(run_dir: Path) -> int | None:
+    try:
+        return int(json.loads((run_dir / "config.json").read_text())["batch_size"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def read_scores(run_dir: Path | str) -> list[dict]:
+    """Every record of run_dir/scores.jsonl in the current format (legacy lines upgraded)."""
+    run_dir = Path(run_dir)
+    batch_size = _batch_size(run_dir)
+    return [upgrade_record(r, batch_size) for r in _read_jsonl(run_dir / "scores.jsonl")]
+
+
+def protocol_version(record: dict) -> int:
+    return int((record.get("protocol") or {}).get("version", 1))
+
+
+def select(
+    records: Iterable[dict],
+    metric: str | None = None,
+    extractor: str | None = None,
+    kind: str | None = None,
+    current: bool = True,
+) -> list[dict]:
+    """Records of one metric / extractor / kind; by default only the current protocol version
+    of feature metrics (class and mode records have their own, versionless protocols)."""
     out = []
-    for name in names:
-        record = {"metric": name, "value": result[name], "step": step, "kind": result["kind"]}
-        if name + "_std" in result:
-            record["std"] = result[name + "_std"]
-        if "reason" in result:
-            record["reason"] = result["reason"]
-        out.append(record | {"protocol_id": protocol["id"], "protocol": protocol})
+    for r in records:
+        if metric is not None and r["metric"] != metric:
+            continue
+        if extractor is not None and r["extractor"] != extractor:
+            continue
+        if kind is not None and r["kind"] != kind:
+            continue
+        if current and r["metric"] in FEATURE_METRICS and protocol_version(r) != PROTOCOL_VERSION:
+            continue
+        out.append(r)
     return out
 
 
-def _mode_records(result: dict, step: int) -> list[dict]:
-    count = f"{result['n'] // 1000}k" if result["n"] % 1000 == 0 else str(result["n"])
-    renamed = {
-        f"modes_{count}": result["modes"],
-        f"modes_kl_{count}": result["kl"],
-        "kind": "generator",
-    } | ({"reason": result["reason"]} if "reason" in result else {})
-    return _records(renamed, step, result["protocol"], [f"modes_{count}", f"modes_kl_{count}"])
+def ood_flagged(records: Iterable[dict], limit: float = ood.OOD_NORM_FRAC_LIMIT) -> dict:
+    """{(extractor, step): True} for generator snapshots whose ood_norm_frac exceeds `limit`."""
+    return {
+        (r["extractor"], r["step"]): r["value"] > limit
+        for r in select(records, "ood_norm_frac", kind="generator")
+        if math.isfinite(r["value"])
+    }
+
+
+# ---- whole runs --------------------------------------------------------------------------
+def snapshot_steps(run_dir: Path) -> dict[int, Path]:
+    paths = sorted((Path(run_dir) / "snapshots").glob(SNAPSHOT_GLOB))
+    return {int(p.stem.removeprefix("G_step_")): p for p in paths}
 
 
 def score_run(
     run_dir: Path | str,
-    extractor: str = "mnist",
+    extractor: str | Sequence[str] = "mnist",
     n_fake: int | None = None,
     steps: list[int] | None = None,
     device: str = "auto",
     count_modes: bool | None = None,
     kid_subsets: int | None = None,
+    count_classes: bool | None = None,
 ) -> list[dict]:
-    """Score a run's snapshots (an FID-over-training curve) into run_dir/scores.jsonl.
+    """Score a run's snapshots under one or more extractors into run_dir/scores.jsonl.
 
-    Snapshots already scored under the same protocol id are skipped; the floor is scored
-    once per protocol (step None). Stacked MNIST runs also get mode counts unless
-    count_modes=False. Returns this protocol's records, old and new.
+    `extractor` is a name or a list of names: each snapshot's fakes are generated once and
+    scored in every feature space. Snapshots already scored under the same protocol id are
+    skipped; each protocol's floor is scored once (step None). MNIST runs also get the
+    mnist classifier's class histogram of the fakes (unless count_classes=False), Stacked
+    MNIST runs their mode counts (unless count_modes=False). Lines already in the file
+    (legacy ones included) are kept as they are; new records are appended. Returns the
+    records of the protocols asked for, old and new, in the current format.
     """
     run_dir = Path(run_dir)
+    names = [extractor] if isinstance(extractor, str) else list(extractor)
     config_path = run_dir / "config.json"
     cfg = RunConfig.from_dict(json.loads(config_path.read_text()), where=str(config_path))
     image_set = load_images(cfg.data, cfg.image_size, cfg.channels)
-    protocol = make_protocol(image_set, extractor, n_fake, device, kid_subsets)
-    protocol_dict = protocol.to_dict()
+    protocols = [make_protocol(image_set, e, n_fake, device, kid_subsets) for e in names]
     count_modes = cfg.data == "stacked_mnist" if count_modes is None else count_modes
+    count_classes = cfg.data == "mnist" if count_classes is None else count_classes
+    class_protocols = (
+        {p.n_fake: classes_protocol(p.n_fake, p.eval_seed, device) for p in protocols}
+        if count_classes
+        else {}
+    )
+    mode_protocol = modes.modes_protocol(device=device)
     available = snapshot_steps(run_dir)
     missing = sorted(set(steps or []) - set(available))
     if missing:
@@ -423,36 +700,74 @@ def score_run(
     wanted = {s: p for s, p in available.items() if not steps or s in steps}
 
     scores_path = run_dir / "scores.jsonl"
-    records = _read_jsonl(scores_path)
+    raw = _read_jsonl(scores_path)
+    records = [upgrade_record(r, cfg.batch_size) for r in raw]
+    have = {(r["protocol_id"], r["metric"], r["step"]) for r in records}
 
-    def done(step: int | None) -> bool:
-        have = {(r["metric"], r["step"]) for r in records if r["protocol_id"] == protocol.id}
-        return all((name, step) in have for name in protocol.metric_names)
+    def done(protocol_id: str, metrics: Sequence[str], step: int | None) -> bool:
+        return all((protocol_id, m, step) in have for m in metrics)
 
-    def save() -> None:
-        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    def add(new: list[dict]) -> None:
+        if not new:
+            return
+        raw.extend(new)
+        records.extend(new)
+        have.update((r["protocol_id"], r["metric"], r["step"]) for r in new)
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in raw)
         atomic_write_text(scores_path, text)
 
-    if not done(None):
-        records += _records(
-            score_floor(image_set, protocol), None, protocol_dict, protocol.metric_names
-        )
-        save()
-    mode_protocol = modes.modes_protocol(device=device)
-    scored_modes = {r["step"] for r in records if r["protocol_id"] == mode_protocol["id"]}
+    for protocol in protocols:
+        if not done(protocol.id, FEATURE_METRICS, None):
+            add(feature_records(score_floor(image_set, protocol), protocol, None, None))
+    for n, cp in class_protocols.items():
+        if not done(cp["id"], CLASS_METRICS, None):
+            _, held_out = held_out_split(len(image_set), n)
+            floor = score_classes(image_set.images[held_out], cp)
+            add(_plain_records(floor, CLASS_METRICS, cp, None, None, "floor"))
+
     for step, path in sorted(wanted.items()):
+        kimg = step * cfg.batch_size / 1000
+        todo = [p for p in protocols if not done(p.id, FEATURE_METRICS, step)]
+        classes_todo = {
+            n: cp for n, cp in class_protocols.items() if not done(cp["id"], CLASS_METRICS, step)
+        }
+        modes_todo = count_modes and not done(mode_protocol["id"], MODE_METRICS, step)
+        if not (todo or classes_todo or modes_todo):
+            continue
         G = Generator(cfg)
         G.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
-        new = []
-        if not done(step):
-            result = score_generator(G, cfg, image_set, protocol)
-            new += _records(result, step, protocol_dict, protocol.metric_names)
-        if count_modes and step not in scored_modes:
-            new += _mode_records(modes.score_modes(G, device=device), step)
-        if new:
-            records += new
-            save()
-    own = {protocol.id, mode_protocol["id"]}
+        bad = nonfinite_weights(G)
+        reason = f"non-finite weights in {', '.join(bad[:3])}" if bad else ""
+        fakes: dict[int, torch.Tensor] = {}
+        if not reason:
+            _check_shape(cfg, image_set)
+            for n in sorted({p.n_fake for p in todo} | set(classes_todo)):
+                images, nonfinite = generate_fakes(G, cfg.nz, n, protocols[0].eval_seed, device)
+                if nonfinite:
+                    reason = f"generator produced {nonfinite} non-finite pixels"
+                    break
+                fakes[n] = images
+        new: list[dict] = []
+        for protocol in todo:
+            if reason:
+                result = _failed(protocol, reason, time.perf_counter())
+            else:
+                result = score_images(fakes[protocol.n_fake], image_set, protocol)
+            new += feature_records(result, protocol, step, kimg)
+        for n, cp in classes_todo.items():
+            values = {m: math.nan for m in CLASS_METRICS} if reason else score_classes(fakes[n], cp)
+            new += _plain_records(values, CLASS_METRICS, cp, step, kimg, "generator", reason)
+        if modes_todo:
+            result = modes.score_modes(G, device=device)
+            values = {"modes": result["modes"], "modes_kl": result["kl"]}
+            new += _plain_records(
+                values, MODE_METRICS, result["protocol"], step, kimg, "generator",
+                result.get("reason"),
+            )  # fmt: skip
+        add(new)
+    own = {p.id for p in protocols} | {cp["id"] for cp in class_protocols.values()}
+    if count_modes:
+        own.add(mode_protocol["id"])
     return [r for r in records if r["protocol_id"] in own]
 
 
@@ -460,11 +775,19 @@ def command_score(argv: list[str] | None = None) -> int:
     """`python -m dcgan score RUN_DIR`: score every snapshot of a run and print the curve."""
     parser = argparse.ArgumentParser(
         prog="python -m dcgan score",
-        description="FID/KID/precision/recall of a run's generator snapshots (and Stacked "
-        "MNIST modes), appended to RUN_DIR/scores.jsonl with their protocol.",
+        description="FID, KID, precision/recall/density/coverage and OOD diagnostics of a "
+        "run's generator snapshots (and Stacked MNIST modes), appended to RUN_DIR/scores.jsonl "
+        "with their protocol. Existing runs are re-scored under the current protocol without "
+        "retraining; their older lines are kept.",
     )
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--extractor", choices=["mnist", "inception"], default="mnist")
+    parser.add_argument(
+        "--extractor",
+        nargs="+",
+        choices=list(EXTRACTORS),
+        default=["mnist"],
+        help="one or more feature spaces; the same fakes are scored in each",
+    )
     parser.add_argument(
         "--n-fake", type=int, default=None, help="fakes (= held-out reals) per score"
     )
@@ -474,9 +797,10 @@ def command_score(argv: list[str] | None = None) -> int:
         "--kid-subsets",
         type=int,
         default=None,
-        help=f"KID subsets (default {KID_SUBSETS}; each costs ~0.1 s on 2 CPU cores at 1k fakes)",
+        help=f"disjoint KID subsets of the fakes (default {KID_SUBSETS})",
     )
     parser.add_argument("--no-modes", action="store_true", help="skip Stacked MNIST mode counts")
+    parser.add_argument("--no-classes", action="store_true", help="skip the class histogram")
     args = parser.parse_args(argv)
     try:
         records = score_run(
@@ -487,18 +811,17 @@ def command_score(argv: list[str] | None = None) -> int:
             args.device,
             count_modes=False if args.no_modes else None,
             kid_subsets=args.kid_subsets,
+            count_classes=False if args.no_classes else None,
         )
     except (ConfigError, FileNotFoundError) as err:
         print(f"error: {err}")
         return 2
     protocols = {r["protocol_id"]: r["protocol"] for r in records}
-    for record in sorted(
-        records, key=lambda r: (r["step"] is not None, r["step"] or 0, r["metric"])
-    ):
+    for record in sorted(records, key=lambda r: (r["step"] is not None, r["step"] or 0, r["name"])):
         step = "floor" if record["step"] is None else f"step {record['step']}"
         std = f" +- {record['std']:.4g}" if "std" in record else ""
         reason = f"  ({record['reason']})" if "reason" in record else ""
-        print(f"{step:>12}  {record['metric']:<22} {record['value']:.6g}{std}{reason}")
+        print(f"{step:>12}  {record['name']:<28} {record['value']:.6g}{std}{reason}")
     for protocol_id, protocol in protocols.items():
         print(f"protocol {protocol_id}: {json.dumps(protocol, sort_keys=True)}")
     return 0

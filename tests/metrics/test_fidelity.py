@@ -37,15 +37,32 @@ def small_mnist():
     return ImageSet(digits.images[:600], digits.labels[:600], "mnist-first-600", "mnist[:600]")
 
 
-def _protocol(n_fake, n_real, subset):
+def _protocol(n_fake, n_real, subsets=10):
     return fidelity.Protocol(
-        "mnist", "128", "sha", "key", n_fake, n_real, "split", subset, 3, 3, 0, "0.4.0", "cpu"
+        version=fidelity.PROTOCOL_VERSION,
+        extractor="mnist",
+        feature_layer="128",
+        weights_sha256="sha",
+        dataset_key="key",
+        n_fake=n_fake,
+        n_real=n_real,
+        reference="split",
+        kid_kernel="rbf",
+        kid_subsets=subsets,
+        kid_subset_size=n_fake // subsets,
+        nearest_k=5,
+        ood_norm_quantile=0.99,
+        eval_seed=0,
+        fidelity_version="0.4.0",
+        device="cpu",
     )
 
 
-def _unbiased_poly_mmd(x, y):
-    d = x.shape[1]
-    k_xx, k_yy, k_xy = ((a @ b.T / d + 1) ** 3 for a, b in [(x, x), (y, y), (x, y)])
+def _unbiased_rbf_mmd(x, y, s2):
+    def k(a, b):
+        return np.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * s2))
+
+    k_xx, k_yy, k_xy = k(x, x), k(y, y), k(x, y)
     m = len(x)
     within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
     return within - 2 * k_xy.sum() / m**2
@@ -55,32 +72,32 @@ def test_fid_and_kid_equal_an_independent_numpy_scipy_computation():
     gen = torch.Generator().manual_seed(0)
     real = torch.randn(300, 16, generator=gen)
     fake = torch.randn(300, 16, generator=gen) * 1.2 + 0.3
-    # kid subset == the full sets: every subset is a permutation, so KID is the full-set MMD
-    scores = scores_from_features(
-        fake, summarise_reference(real, real[:10]), _protocol(300, 300, 300)
-    )
+    # as many reals as fakes: KID's draw of reals is a permutation, so KID is the full-set MMD
+    reference = summarise_reference(real, real[:10])
+    scores = scores_from_features(fake, reference, _protocol(300, 300))
     x, y = fake.double().numpy(), real.double().numpy()
     diff = x.mean(0) - y.mean(0)
     s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
     fid = diff @ diff + np.trace(s1 + s2) - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2).real)
     assert scores["fid_mnist_300"] == pytest.approx(fid, rel=1e-6)
-    assert scores["kid_mnist_300"] == pytest.approx(_unbiased_poly_mmd(x, y), rel=1e-6)
-    assert scores["kid_mnist_300_std"] == pytest.approx(0, abs=1e-9)
-    assert 0 <= scores["precision_mnist_300"] <= 1 and 0 <= scores["recall_mnist_300"] <= 1
+    s2 = float(reference["kid_sq_bandwidth"])
+    assert scores["kid_mnist_300"] == pytest.approx(_unbiased_rbf_mmd(x, y, s2), rel=1e-6)
+    assert 0 < scores["kid_mnist_300_std"] < scores["kid_mnist_300"]
+    for metric in ("precision", "recall", "coverage", "ood_norm_frac"):
+        assert 0 <= scores[f"{metric}_mnist_300"] <= 1
 
 
 def test_identical_sets_give_zero_fid():
     real = torch.randn(200, 8, generator=torch.Generator().manual_seed(1))
-    scores = scores_from_features(
-        real, summarise_reference(real, real[:10]), _protocol(200, 200, 200)
-    )
+    scores = scores_from_features(real, summarise_reference(real, real[:10]), _protocol(200, 200))
     assert abs(scores["fid_mnist_200"]) < 1e-9
-    assert scores["precision_mnist_200"] == 1.0 and scores["recall_mnist_200"] == 1.0
+    for metric in ("precision", "recall", "coverage"):
+        assert scores[f"{metric}_mnist_200"] == 1.0
 
 
 def test_kid_with_fifty_samples(small_mnist):
     protocol = make_protocol(small_mnist, "mnist", n_fake=50, device="cpu", kid_subsets=10)
-    assert protocol.kid_subset_size == 50
+    assert protocol.kid_subset_size == 5  # 10 disjoint subsets of the 50 fakes
     floor = score_floor(small_mnist, protocol)
     assert math.isfinite(floor["kid_mnist_50"]) and math.isfinite(floor["fid_mnist_50"])
 
@@ -104,10 +121,12 @@ def test_cache_key_changes_with_every_protocol_input(small_mnist, monkeypatch):
 
 
 def test_second_scoring_only_pays_for_fakes(small_mnist, monkeypatch, cache_dir):
-    calls = []
+    calls = []  # featurisations of the whole real set (fakes are featurised per score)
     featurise = fidelity._featurise_images
     monkeypatch.setattr(
-        fidelity, "_featurise_images", lambda *a, **k: calls.append(1) or featurise(*a, **k)
+        fidelity,
+        "_featurise_images",
+        lambda images, *a, **k: calls.append(len(images) == 600) or featurise(images, *a, **k),
     )
     protocol = make_protocol(small_mnist, "mnist", n_fake=100, device="cpu", kid_subsets=10)
     cfg = RunConfig(steps=1)
@@ -115,7 +134,7 @@ def test_second_scoring_only_pays_for_fakes(small_mnist, monkeypatch, cache_dir)
     first = score_generator(g, cfg, small_mnist, protocol)
     second = score_generator(g, cfg, small_mnist, protocol)
     floor = score_floor(small_mnist, protocol)
-    assert len(calls) == 1
+    assert sum(calls) == 1
     assert len(list((cache_dir / "features").glob("mnist-*.pt"))) == 1
     assert first["fid_mnist_100"] == second["fid_mnist_100"]  # same z, same weights
     assert floor["fid_mnist_100"] < first["fid_mnist_100"]
@@ -124,7 +143,9 @@ def test_second_scoring_only_pays_for_fakes(small_mnist, monkeypatch, cache_dir)
 
 
 def test_scores_flow_through_torch_fidelitys_own_pipeline(small_mnist):
-    """calculate_metrics with the registered `mnist` extractor agrees with our glue."""
+    """calculate_metrics with the registered `mnist` extractor, drawing the fakes through its
+    own generator loop, agrees with our glue (fakes generated once, then featurised).
+    KID is ours (RBF), not torch-fidelity's polynomial one: test_kid_prdc checks it."""
     protocol = make_protocol(small_mnist, "mnist", n_fake=100, device="cpu", kid_subsets=10)
     cfg = RunConfig(steps=1)
     g, _ = build_models(cfg)
@@ -138,9 +159,6 @@ def test_scores_flow_through_torch_fidelitys_own_pipeline(small_mnist):
         input2=fidelity._ImageTensors(small_mnist.images[reference_idx]),
         feature_extractor="mnist",
         fid=True,
-        kid=True,
-        kid_subsets=10,
-        kid_subset_size=protocol.kid_subset_size,
         rng_seed=protocol.eval_seed,
         cuda=False,
         cache=False,
@@ -148,9 +166,6 @@ def test_scores_flow_through_torch_fidelitys_own_pipeline(small_mnist):
         verbose=False,
     )
     assert ours["fid_mnist_100"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
-    assert ours["kid_mnist_100"] == pytest.approx(
-        theirs["kernel_inception_distance_mean"], rel=1e-3
-    )
 
 
 def test_generator_is_left_untouched_and_nan_weights_score_nan(small_mnist):
@@ -207,38 +222,140 @@ def _fake_run(run_dir, cfg, steps, nan_step=None):
         torch.save(state, run_dir / "snapshots" / f"G_step_{step:07d}.pt")
 
 
-def test_score_run_writes_one_line_per_metric_and_step_and_skips_scored(tmp_path, monkeypatch):
-    monkeypatch.setattr(fidelity, "KID_SUBSETS", {"mnist": 5, "inception": 5})
+FEATURE = ("fid", "kid", "precision", "recall", "density", "coverage", "ood_norm_frac")
+RECORD_KEYS = {"metric", "extractor", "name", "value", "step", "kimg", "kind", "protocol_id"}
+
+
+def test_score_run_writes_one_record_per_metric_and_step_and_skips_scored(tmp_path, monkeypatch):
     cfg = RunConfig(steps=20)
     run_dir = tmp_path / "run"
     _fake_run(run_dir, cfg, [10, 20], nan_step=20)
     records = score_run(run_dir, "mnist", n_fake=200, device="cpu")
-    assert {(r["metric"], r["step"]) for r in records} == {
-        (f"{m}_mnist_200", s) for m in ("fid", "kid", "precision", "recall") for s in (None, 10, 20)
+    assert {(r["metric"], r["name"], r["step"]) for r in records} == {
+        (m, f"{m}_mnist_200", s)
+        for m in (*FEATURE, "classes_covered", "class_kl")
+        for s in (None, 10, 20)
     }
-    nan_fid = next(r for r in records if r["metric"] == "fid_mnist_200" and r["step"] == 20)
+    for r in records:
+        assert RECORD_KEYS <= set(r) and r["extractor"] == "mnist"
+        assert r["metric"] in fidelity.METRICS
+        assert r["kind"] == ("floor" if r["step"] is None else "generator")
+        assert r["kimg"] == (None if r["step"] is None else r["step"] * cfg.batch_size / 1000)
+        assert ("std" in r) == (r["metric"] == "kid")
+    nan_fid = next(r for r in records if r["metric"] == "fid" and r["step"] == 20)
     assert math.isnan(nan_fid["value"]) and "non-finite" in nan_fid["reason"]
+    floor_classes = next(
+        r for r in records if r["metric"] == "classes_covered" and r["step"] is None
+    )
+    assert floor_classes["value"] == 10  # held-out real digits: every class
     lines = (run_dir / "scores.jsonl").read_text().splitlines()
     assert len(lines) == len(records)
-    assert all(json.loads(line)["protocol"]["id"] == records[0]["protocol_id"] for line in lines)
+    assert fidelity.read_scores(run_dir) == [json.loads(line) for line in lines]
 
-    monkeypatch.setattr(fidelity, "score_generator", lambda *a: pytest.fail("re-scored"))
+    monkeypatch.setattr(fidelity, "score_images", lambda *a: pytest.fail("re-scored"))
+    monkeypatch.setattr(fidelity, "score_classes", lambda *a: pytest.fail("re-scored"))
     again = score_run(run_dir, "mnist", n_fake=200, device="cpu")
     assert len(again) == len(records)
 
 
+def test_score_run_scores_the_same_fakes_in_several_feature_spaces(tmp_path, monkeypatch):
+    cfg = RunConfig(steps=10)
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir, cfg, [10])
+    generated = []
+    generate_fakes = fidelity.generate_fakes
+    monkeypatch.setattr(
+        fidelity,
+        "generate_fakes",
+        lambda *a, **k: generated.append(a[2]) or generate_fakes(*a, **k),
+    )
+    records = score_run(run_dir, ["mnist", "randcnn"], n_fake=200, device="cpu")
+    assert generated == [200]  # one draw of fakes for both extractors and the class histogram
+    for extractor in ("mnist", "randcnn"):
+        mine = fidelity.select(records, extractor=extractor, kind="generator")
+        assert {r["metric"] for r in mine} >= set(FEATURE)
+        assert all(r["name"].endswith(f"_{extractor}_200") for r in mine)
+    ids = {r["extractor"]: r["protocol_id"] for r in records if r["metric"] == "fid"}
+    assert ids["mnist"] != ids["randcnn"]
+    # classes come from the mnist classifier once, whatever the extractors
+    assert len(fidelity.select(records, "classes_covered", kind="generator")) == 1
+
+
+def _legacy_lines(run_dir):
+    """scores.jsonl as the code before protocol version 2 wrote it."""
+    protocol = {
+        "extractor": "mnist", "n_fake": 200, "kid_subsets": 10, "prc_neighborhood": 3,
+        "id": "0123456789ab",
+    }  # fmt: skip
+    modes_protocol = {"kind": "stacked_mnist_modes", "n": 300, "id": "ba9876543210"}
+    lines = [
+        {"metric": "fid_mnist_200", "value": 50.0, "step": None, "kind": "floor"},
+        {"metric": "fid_mnist_200", "value": 900.0, "step": 10, "kind": "generator"},
+        {"metric": "kid_mnist_200", "value": 3.5, "std": 0.1, "step": 10, "kind": "generator"},
+        {"metric": "precision_mnist_200", "value": 0.02, "step": 10, "kind": "generator"},
+    ]
+    lines = [line | {"protocol_id": protocol["id"], "protocol": protocol} for line in lines]
+    lines += [
+        {"metric": name, "value": v, "step": 10, "kind": "generator",
+         "protocol_id": modes_protocol["id"], "protocol": modes_protocol}
+        for name, v in (("modes_kl_300", 1.5), ("modes_300", 40))
+    ]  # fmt: skip
+    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines)
+    (run_dir / "scores.jsonl").write_text(text)
+    return text
+
+
+def test_legacy_records_are_upgraded_on_read_and_kept_when_rescoring(tmp_path):
+    cfg = RunConfig(steps=10, batch_size=50)
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir, cfg, [10])
+    legacy = _legacy_lines(run_dir)
+    upgraded = fidelity.read_scores(run_dir)
+    assert [(r["metric"], r["extractor"], r["name"]) for r in upgraded] == [
+        ("fid", "mnist", "fid_mnist_200"),
+        ("fid", "mnist", "fid_mnist_200"),
+        ("kid", "mnist", "kid_mnist_200"),
+        ("precision", "mnist", "precision_mnist_200"),
+        ("modes_kl", "mnist", "modes_kl_300"),
+        ("modes", "mnist", "modes_300"),
+    ]
+    assert [r["kimg"] for r in upgraded] == [None, 0.5, 0.5, 0.5, 0.5, 0.5]
+    assert all("std" not in r for r in upgraded)  # the old KID spread was no standard error
+    assert all(fidelity.protocol_version(r) == 1 for r in upgraded[:4])
+    assert fidelity.select(upgraded, "fid") == []  # not the current protocol
+    assert len(fidelity.select(upgraded, "fid", current=False)) == 2
+
+    records = score_run(run_dir, ["mnist", "randcnn"], n_fake=200, device="cpu")
+    text = (run_dir / "scores.jsonl").read_text()
+    assert text.startswith(legacy)  # old lines untouched, new ones appended
+    assert {r["protocol"]["version"] for r in records if r["metric"] in FEATURE} == {2}
+    both = fidelity.read_scores(run_dir)
+    assert len(both) == len(upgraded) + len(records)
+    assert len(fidelity.select(both, "fid", "mnist", "generator")) == 1
+
+
+def test_ood_flagged_marks_snapshots_above_the_limit():
+    def rec(extractor, step, value):
+        return {"metric": "ood_norm_frac", "extractor": extractor, "step": step, "value": value,
+                "kind": "generator", "protocol": {"version": fidelity.PROTOCOL_VERSION}}  # fmt: skip
+
+    flags = fidelity.ood_flagged([rec("mnist", 10, 0.5), rec("randcnn", 10, 0.02)])
+    assert flags == {("mnist", 10): True, ("randcnn", 10): False}
+
+
 def test_score_run_counts_modes_of_stacked_mnist_runs(tmp_path, monkeypatch):
-    monkeypatch.setattr(fidelity, "KID_SUBSETS", {"mnist": 2, "inception": 2})
     monkeypatch.setattr(modes, "N_SAMPLES", 300)
     cfg = RunConfig(data="stacked_mnist", channels=3, steps=10)
     run_dir = tmp_path / "run"
     _fake_run(run_dir, cfg, [10])
     records = score_run(run_dir, "mnist", n_fake=500, device="cpu")
     by_metric = {r["metric"]: r for r in records if r["step"] == 10}
-    assert 1 <= by_metric["modes_300"]["value"] <= 300
-    assert by_metric["modes_kl_300"]["value"] >= 0
-    assert by_metric["modes_300"]["protocol"]["kind"] == "stacked_mnist_modes"
-    assert "fid_mnist_500" in by_metric
+    assert 1 <= by_metric["modes"]["value"] <= 300
+    assert by_metric["modes_kl"]["value"] >= 0
+    assert by_metric["modes"]["name"] == "modes_mnist_300"
+    assert by_metric["modes"]["protocol"]["kind"] == "stacked_mnist_modes"
+    assert by_metric["fid"]["name"] == "fid_mnist_500"
+    assert "classes_covered" not in by_metric  # the class histogram is for MNIST runs only
 
 
 @pytest.mark.slow
@@ -259,7 +376,7 @@ def test_trained_generator_beats_untrained(tmp_path):
     after = [
         r["value"]
         for r in score_run(run_dir, "mnist", device="cpu", steps=[cfg.total_steps])
-        if r["metric"] == "fid_mnist_1k" and r["step"] == cfg.total_steps
+        if r["name"] == "fid_mnist_1k" and r["step"] == cfg.total_steps
     ]
     assert after and after[0] < before / 2, (after, before)
 
