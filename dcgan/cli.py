@@ -495,6 +495,7 @@ COMMANDS = {
     "score": _delegate("dcgan.metrics.fidelity", "command_score"),
     "inception": _delegate("dcgan.metrics.inception", "command_inception"),
     "train-classifier": _delegate("dcgan.metrics.mnist_net", "command_train_classifier"),
+    "build-extractor": _delegate("dcgan.metrics.feature_nets", "command_build_extractor"),
     "tune": _delegate("dcgan.tune", "command_tune"),
     "dashboard": _delegate("dcgan.tune", "command_dashboard"),
     "gpu-check": _gpu_check,
