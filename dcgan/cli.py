@@ -38,6 +38,7 @@ SUMMARIES = {
     "dashboard": "optuna-dashboard over the result store, on 127.0.0.1",
     "inception": "show (and build offline) the Inception weights FID/KID use",
     "train-classifier": "retrain the MNIST classifier behind the `mnist` extractor",
+    "build-extractor": "build a second MNIST-family feature space's weights (randcnn, ae)",
     "gpu-check": "on a CUDA machine: speed and equivalence checks, results/gpu-check.json",
 }
 
@@ -237,6 +238,14 @@ def add_train_classifier_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_build_extractor_arguments(p: argparse.ArgumentParser) -> None:
+    """Mirrors dcgan.metrics.feature_nets.command_build_extractor."""
+    p.add_argument("name", choices=["ae", "randcnn"], help="the feature net to build")
+    p.add_argument("--seed", type=int, default=0, help="init / training seed")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (fixes float order)")
+    p.add_argument("--out", type=Path, help="weights file (default: the committed one)")
+
+
 def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("space", help="a search space in the specs folder (tune_*.toml) or a .toml file")
     p.add_argument(
@@ -320,6 +329,12 @@ PARSERS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], str]] = {
     "train-classifier": (
         add_train_classifier_arguments,
         "Train the MNIST classifier behind the `mnist` extractor and mode counting.",
+    ),
+    "build-extractor": (
+        add_build_extractor_arguments,
+        "Build the weights of a second MNIST-family feature space offline: `randcnn` (random-init\n"
+        "CNN, the default second space) or `ae` (autoencoder encoder; fails the metric sanity\n"
+        "suite, see docs/metrics.md). Prints the sha256 to record in dcgan/metrics/feature_nets.py.",
     ),
     "gpu-check": (
         add_gpu_check_arguments,
