@@ -167,6 +167,35 @@ def _feature_net_weights(name: str) -> Callable[[], tuple[Path, str]]:
     return weights
 
 
+DINOV2_MODEL = "dinov2_vits14"  # torch-fidelity's dinov2-vit-s-14 (384-d)
+
+
+def dinov2_files() -> tuple[Path, Path]:
+    """Where torch.hub keeps DINOv2's code and weights: (hubconf.py, checkpoint)."""
+    hub = Path(torch.hub.get_dir())
+    return (
+        hub / "facebookresearch_dinov2_main" / "hubconf.py",
+        hub / "checkpoints" / f"{DINOV2_MODEL}_pretrain.pth",
+    )
+
+
+def _dinov2_weights() -> tuple[Path, str]:
+    """DINOv2 only from local disk: torch-fidelity would fetch it through torch.hub."""
+    import hashlib
+
+    from ..config import ConfigError
+
+    missing = [str(path) for path in dinov2_files() if not path.exists()]
+    if missing:
+        raise ConfigError(
+            "the dinov2 extractor needs DINOv2's torch.hub code and weights on local disk and "
+            f"never downloads them at run time; missing: {', '.join(missing)} (copy them from a "
+            "machine where `torch.hub.load('facebookresearch/dinov2', 'dinov2_vits14')` ran)"
+        )
+    checkpoint = dinov2_files()[1]
+    return checkpoint, hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+
+
 def _inception_weights() -> tuple[Path, str]:
     from .inception import ensure_weights  # heavy and optional: only when asked for
 
@@ -236,6 +265,17 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
         batch_size=100,
         _weights=_inception_weights,
     ),
+    # A second space for real data, never on one axis with Inception (another protocol).
+    "dinov2": ExtractorSpec(
+        name="dinov2",
+        fidelity_name="dinov2-vit-s-14",
+        feature_layer="dinov2",
+        input_channels=3,
+        input_version=1,
+        default_n_fake=10_000,
+        batch_size=64,
+        _weights=_dinov2_weights,
+    ),
 }
 
 
@@ -244,7 +284,13 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
 # dropping and memorisation, and grey noise scores worst. Only extractors that pass are
 # offered as defaults for MNIST-family data; `ae` is kept as the measured counter-example
 # (its precision and density *rise* under blur and noise, and grey noise has precision 1).
-SANITY = {"mnist": "passed", "randcnn": "passed", "ae": "failed", "inception": "not run"}
+SANITY = {
+    "mnist": "passed",
+    "randcnn": "passed",
+    "ae": "failed",
+    "inception": "not run",
+    "dinov2": "not run",
+}
 MNIST_FAMILY_DEFAULTS = ("mnist", "randcnn")  # the primary first
 
 
@@ -261,6 +307,8 @@ def create_extractor(name: str, device: str) -> FeatureExtractorBase:
     kwargs = {}
     if spec.fidelity_name == "inception-v3-compat":
         kwargs["feature_extractor_weights_path"] = str(spec.weights_path)
+    if spec.name == "dinov2":
+        _dinov2_weights()  # refuses before torch.hub could reach for the network
     extractor = create_feature_extractor(
         spec.fidelity_name, [spec.feature_layer], cuda=False, verbose=False, **kwargs
     )
