@@ -1,4 +1,4 @@
-"""Sessions: ablate, report, tune, dashboard, tests, faults, bench, lint.
+"""Sessions: ablate, report, tune, dashboard, tests, faults, bench, gpu-check, lint.
 
 torch's build here is ~5.5 GB per environment, so every session shares ONE virtualenv
 (.venv, created and installed on first use, re-installed only when pyproject.toml changes)
@@ -107,6 +107,13 @@ def bench(session: nox.Session) -> None:
         "--benchmark-enable", f"--benchmark-storage=file://{out}", "--benchmark-autosave",
         "--benchmark-compare", *session.posargs, external=True,
     )  # fmt: skip
+
+
+@nox.session(name="gpu-check", venv_backend="none")
+def gpu_check(session: nox.Session) -> None:
+    """On a CUDA machine (<= 8 min): fast path vs canonical, packed seeds, bf16, Inception GPU vs
+    CPU, a gpu-profile smoke ablation; writes results/gpu-check.json. Without CUDA: exit 3 at once."""
+    _dcgan(session, "gpu-check", *session.posargs)
 
 
 @nox.session(venv_backend="none")

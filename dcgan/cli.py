@@ -497,10 +497,11 @@ def _delegate(module: str, function: str):
 
 
 def _gpu_check(args: argparse.Namespace, _argv: list[str]) -> int:
-    from .gpu_check import main as gpu_check
+    from .gpu_check import main as gpu_check  # imports torch only once CUDA looks possible
 
-    paths = _paths(args)
-    return gpu_check(paths, out=args.out, budget_s=args.budget_s, storage_url=_storage(args))
+    if "DCGAN_CACHE_DIR" not in os.environ:
+        os.environ["DCGAN_CACHE_DIR"] = str(Path(args.results) / "cache")
+    return gpu_check(args.results, out=args.out, budget_s=args.budget_s, storage_url=_storage(args))
 
 
 COMMANDS = {
