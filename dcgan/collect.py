@@ -37,6 +37,8 @@ def collect_results(
     runs, curves, grids = [], [], {}
     protocol: dict = {}
     floor: dict | None = None
+    replicates = [r for r in planned if r.execution]
+    planned = [r for r in planned if not r.execution]
     for run in planned:
         trials = grouped.get((run.arm, run.seed, run.config.hash()), [])
         done = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number)
@@ -59,26 +61,23 @@ def collect_results(
                 images_per_s=result.get("images_per_s"),
                 final_d_loss=result.get("final_d_loss"), final_g_loss=result.get("final_g_loss"),
                 final_d_real=result.get("final_d_real"), final_d_fake=result.get("final_d_fake"),
-                **{k: scores.get(k) for k in ("fid", "kid", "kid_std", "modes", "kl", "fid_metric", "kid_metric", "protocol_id", "scored_step")},
+                **{k: scores.get(k) for k in ("fid", "kid", "kid_std", "modes", "fid_metric", "kid_metric", "protocol_id", "scored_step")},
+                kl=scores.get("modes_kl", scores.get("kl")),
             )  # fmt: skip
+            row.update(  # every other score: <metric>_<extractor> columns (dcgan.scores)
+                {k: v for k, v in scores.items() if k not in row and k != "protocol"}
+            )
             protocol = protocol or scores.get("protocol") or {}
             floor = floor or trial.user_attrs.get("floor") or None
             curves += _curve_rows(run, trial, storage, artifact_dir)
             grids[(run.arm, run.seed)] = _grid_files(trial, storage, artifact_dir)
         runs.append(row)
-    runs_frame = pd.DataFrame(runs, columns=RUN_COLUMNS)
+    score_columns = sorted({k for r in runs for k in r} - set(RUN_COLUMNS))
+    runs_frame = pd.DataFrame(runs, columns=RUN_COLUMNS + score_columns)
     runs_frame = add_factor_columns(runs_frame, planned)
-    for col in (
-        "fid",
-        "kid",
-        "kid_std",
-        "modes",
-        "kl",
-        "wall_s",
-        "images_per_s",
-        "diverged_at_step",
-        "steps_done",
-    ):
+    executions = _executions(replicates, grouped, runs_frame)
+    numeric = ("fid", "kid", "kid_std", "modes", "kl", "wall_s", "images_per_s")
+    for col in (*numeric, "diverged_at_step", "steps_done", *score_columns):
         runs_frame[col] = pd.to_numeric(runs_frame[col], errors="coerce")
     baseline_cfg = planned[0].config
     notes = list(spec.notes)
@@ -99,8 +98,35 @@ def collect_results(
         arms={name: {**arm.overrides, **({"recipe": arm.recipe} if arm.recipe else {})} for name, arm in spec.arms.items()},
         sources=spec.sources, claims=spec.claims, runs=runs_frame,
         curves=pd.DataFrame(curves, columns=CURVE_COLUMNS), grids=grids, protocol=protocol,
-        floor=floor, setup=setup, notes=notes, spec_path=str(spec.path), conclusive=prof.conclusive,
+        floor=floor, setup=setup, notes=notes, spec_path=str(spec.path), conclusive=prof.conclusive, executions=executions,
     )  # fmt: skip
+
+
+def _executions(replicates, grouped, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per execution replicate: the main run's final primary FID beside the replicate's (same
+    arm, seed and config but another torch thread count): what execution alone moves."""
+    rows = []
+    for rep in replicates:
+        trials = grouped.get((rep.arm, rep.seed, rep.config.hash()), [])
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        main = runs[(runs["arm"] == rep.arm) & (runs["seed"] == rep.seed)]
+        rows.append(
+            {
+                "arm": rep.arm,
+                "seed": rep.seed,
+                "threads": rep.config.threads,
+                "fid_main": float(main["fid"].iloc[0]) if len(main) else float("nan"),
+                "fid_replicate": (
+                    done[0].user_attrs.get("scores", {}).get("fid") if done else None
+                ),
+                "status": store.live_status(trials),
+            }
+        )
+    frame = pd.DataFrame(
+        rows, columns=["arm", "seed", "threads", "fid_main", "fid_replicate", "status"]
+    )
+    frame["fid_replicate"] = pd.to_numeric(frame["fid_replicate"], errors="coerce")
+    return frame
 
 
 def page_name(ablation: str, profile: str) -> str:
@@ -122,7 +148,15 @@ def _budget(planned) -> str:
 def _curve_rows(run, trial, storage, artifact_dir: Path) -> list[dict]:
     arm, seed, per_kimg = run.arm, run.seed, run.config.batch_size / 1000
     rows = []
-    for metric in ("fid", "kid"):
+    primary = (trial.user_attrs.get("scores") or {}).get("protocol", {}).get("extractor")
+    for step, kimg, metric, extractor, value in trial.user_attrs.get("score_rows", []):
+        names = [f"{metric}_{extractor}"] + ([metric] if extractor == primary else [])
+        rows += [
+            {"arm": arm, "seed": seed, "step": step, "kimg": kimg, "metric": m, "value": value}
+            for m in names
+        ]
+    legacy = ("fid", "kid") if not rows else ()  # runs scored before the one score record
+    for metric in legacy:
         for step, value in trial.user_attrs.get(f"{metric}_curve", []):
             rows.append(
                 {

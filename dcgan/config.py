@@ -84,6 +84,9 @@ class RunConfig:
     amp: str = "off"
     channels_last: bool = True
     compile: bool = False
+    # torch threads for this run; 0 = the worker's. An execution replicate sets it to measure
+    # how far thread count alone moves the numbers (oneDNN splits reductions by thread).
+    threads: int = 0
     # cadence, in steps
     log_every: int = 25
     grid_every: int = 250
@@ -124,6 +127,8 @@ class RunConfig:
         another hash is refused."""
         ignored = {"device", "log_every", "grid_every", "snapshot_every", "checkpoint_every"}
         payload = {k: v for k, v in self.to_dict().items() if k not in ignored}
+        if payload["threads"] == 0:  # the default keeps every identity made before the field
+            del payload["threads"]
         # A folder's content is part of the identity: replace the images and every run is new.
         # (mnist / stacked_mnist are fixed by the code: their identities stay as they were.)
         from .data import data_identity
@@ -161,6 +166,10 @@ class RunConfig:
             )
         positive_ints = ["nz", "g_width", "d_width", "g_steps", "batch_size", "log_every"]
         positive_ints += ["grid_every", "snapshot_every", "checkpoint_every"]
+        if not (isinstance(self.threads, int) and 0 <= self.threads <= 256):
+            raise ConfigError(
+                f"threads={self.threads!r} must be an integer 0..256 (0: the worker's)"
+            )
         for key in positive_ints:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)!r} must be a positive integer")

@@ -84,4 +84,6 @@ class AblationResults:
     setup: dict  # data, seeds, budget, base recipe, hardware, packages, git commit, store
     notes: list[str] = field(default_factory=list)  # caveats the report must print
     conclusive: bool = True  # False for profiles too short for final verdicts (smoke, quick)
+    # execution replicates: arm, seed, threads, fid_main, fid_replicate, status (may be empty)
+    executions: pd.DataFrame = field(default_factory=pd.DataFrame)
     spec_path: str = ""

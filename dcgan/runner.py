@@ -23,7 +23,7 @@ import optuna
 import pandas as pd
 import torch
 
-from . import dashboard, integrity, preflight, progress, store
+from . import dashboard, integrity, preflight, progress, scores, store
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .faults import crash_point
@@ -62,7 +62,7 @@ class WorkerJob:
     study_name: str
     storage_url: str
     paths: Paths
-    extractor: str
+    extractors: tuple[str, ...]  # every feature space scored; the first is the primary one
     n_fake: int
     threads: int
     worker: int = 0
@@ -107,7 +107,7 @@ def run_ablation(
     spec = load_spec(name)
     planned = spec.plan(profile, seeds, data)
     prof = spec.profile(profile)
-    data_bytes = _check_inputs(spec, planned, prof.extractor, prof.n_fake)
+    data_bytes = _check_inputs(spec, planned, prof.extractors or (prof.extractor,), prof.n_fake)
     url = (
         store.storage_url(storage_url)
         if storage_url or os.environ.get("DCGAN_STORAGE")
@@ -134,7 +134,15 @@ def run_ablation(
     workers, threads = plan_layout(study, workers, len(store.waiting(study)), data_bytes, log)
     log(f"{workers} worker(s) x {threads} thread(s)")
     jobs = [
-        WorkerJob(study.study_name, url, paths, prof.extractor, prof.n_fake, threads, i)
+        WorkerJob(
+            study.study_name,
+            url,
+            paths,
+            prof.extractors or (prof.extractor,),
+            prof.n_fake,
+            threads,
+            i,
+        )  # fmt: skip
         for i in range(workers)
     ]
     started = time.perf_counter()
@@ -259,7 +267,9 @@ def _refresh_index(paths: Paths, storage) -> None:
     render_index(summaries(storage, paths), paths.reports)
 
 
-def _check_inputs(spec: AblationSpec, planned, extractor: str, n_fake: int | None = None) -> int:
+def _check_inputs(
+    spec: AblationSpec, planned, extractors: tuple[str, ...], n_fake: int | None = None
+) -> int:
     """Fail before training: data that can't be loaded, a batch larger than the data, an
     extractor that can't be built. Returns the bytes of decoded data a worker will hold."""
     sizes: dict[tuple, tuple[int, int]] = {}  # (images, bytes)
@@ -276,7 +286,8 @@ def _check_inputs(spec: AblationSpec, planned, extractor: str, n_fake: int | Non
         preflight.check_run(spec, run, sizes[key][0], n_fake)
     from .metrics.extractors import get_extractor
 
-    _ = get_extractor(extractor).weights_sha256  # builds/verifies weights or says what to install
+    for extractor in extractors:  # builds/verifies weights or says what to install
+        _ = get_extractor(extractor).weights_sha256
     return sum(n_bytes for _, n_bytes in sizes.values())
 
 
@@ -324,27 +335,37 @@ def work(job: WorkerJob, log=progress.worker_log) -> None:
 def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) -> tuple[float, str]:
     cfg = RunConfig.from_dict(trial.user_attrs["config"], where=f"trial {trial.number} config")
     run_dir = job.paths.runs / cfg.hash()
-    preflight.check_identity(trial.user_attrs.get("config_hash"), cfg)  # data changed since planned?
+    preflight.check_identity(
+        trial.user_attrs.get("config_hash"), cfg
+    )  # data changed since planned?
     key = (cfg.data, cfg.image_size, cfg.channels)
     if key not in images:
         images[key] = load_images(*key)
     with run_lock(run_dir):
         for message in integrity.repair_run_dir(run_dir, cfg):  # damaged files: quarantined
             trial.set_user_attr("repaired", message)
-        result = train(cfg, run_dir, images=images[key])
+        torch.set_num_threads(cfg.threads or job.threads)  # a replicate trains on its own count
+        try:
+            result = train(cfg, run_dir, images=images[key])
+        finally:
+            torch.set_num_threads(job.threads)
     from .metrics.fidelity import score_run
 
     crash_point("score")
-    scores = score_run(run_dir, extractor=job.extractor, n_fake=job.n_fake)
-    final = _final_scores(scores)
+    extractors = [job.extractors] if isinstance(job.extractors, str) else list(job.extractors)
+    summary_ = scores.summarise(
+        score_run(run_dir, extractor=extractors, n_fake=job.n_fake), extractors
+    )
+    final, rows = summary_["final"], summary_["rows"]
     attrs = {
         "run_dir": str(run_dir),
         "status": result["status"],
         "result": result,
         "scores": final,
-        "fid_curve": _curve(scores, "fid"),
-        "kid_curve": _curve(scores, "kid"),
-        "floor": _floor(scores),
+        "score_rows": rows,  # every snapshot, every metric, every feature space
+        "fid_curve": scores.curve(rows, "fid", extractors[0]),
+        "kid_curve": scores.curve(rows, "kid", extractors[0]),
+        "floor": summary_["floor"],
     }
     for name, value in attrs.items():
         trial.set_user_attr(name, value)
@@ -352,63 +373,11 @@ def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) ->
     _upload_artifacts(trial, run_dir, artifacts)
     fid = final.get("fid")
     value = fid if fid is not None and math.isfinite(fid) else float("inf")
-    summary = (
+    said = (
         f"{result['status']}, {result.get('steps_done')} steps in {result['wall_s']:.0f} s "
         f"({result['images_per_s'] or 0:.0f} img/s), {final.get('fid_metric', 'fid')} {fid if fid is None else round(fid, 2)}"
     )
-    return value, summary
-
-
-SCORE_FIELDS = (
-    ("modes_kl_", "kl"),
-    ("modes_", "modes"),
-    ("fid_", "fid"),
-    ("kid_", "kid"),
-    ("precision_", "precision"),
-    ("recall_", "recall"),
-)
-
-
-def _field(metric: str) -> str | None:
-    return next((name for prefix, name in SCORE_FIELDS if metric.startswith(prefix)), None)
-
-
-def _final_scores(scores: list[dict]) -> dict:
-    """Scores at the last scored snapshot, with the metric names that state their protocol."""
-    generator = [s for s in scores if s.get("kind") == "generator" and s.get("step") is not None]
-    if not generator:
-        return {}
-    last = max(s["step"] for s in generator)
-    out: dict = {"scored_step": last}
-    for s in generator:
-        name = _field(s["metric"])
-        if s["step"] != last or name is None:
-            continue
-        out[name] = s["value"]
-        out[f"{name}_metric"] = s["metric"]
-        if name == "kid":
-            out["kid_std"] = s.get("std")
-            out["protocol_id"] = s["protocol_id"]
-            out["protocol"] = s["protocol"]
-    return out
-
-
-def _curve(scores: list[dict], field: str) -> list[list]:
-    return sorted(
-        [s["step"], s["value"]] for s in scores
-        if s.get("kind") == "generator" and s.get("step") is not None and _field(s["metric"]) == field
-    )  # fmt: skip
-
-
-def _floor(scores: list[dict]) -> dict:
-    """The real-vs-real floor (held-out real images scored like fakes) under this protocol."""
-    floor = {}
-    for s in scores:
-        if s.get("kind") == "floor":
-            floor[_field(s["metric"])] = s["value"]
-            if _field(s["metric"]) == "kid":
-                floor["kid_std"] = s.get("std")
-    return floor
+    return value, said
 
 
 def _upload_artifacts(trial: optuna.Trial, run_dir: Path, artifacts) -> None:

@@ -28,7 +28,8 @@ from .results import Claim
 
 ABLATIONS_DIR = ablations_dir()  # $DCGAN_ABLATIONS, a checkout's ablations/, or the wheel's copy
 PROFILES_FILE = "_profiles.toml"
-EXTRACTORS = ("mnist", "inception")
+# feature spaces a profile may score in (those that pass the sanity suite: dcgan.metrics.sanity)
+EXTRACTORS = ("mnist", "randcnn", "inception")
 CLAIM_KINDS = ("better", "not_better", "diverges", "info")
 SPEC_KEYS = {
     "question",
@@ -58,7 +59,12 @@ PROFILE_KEYS = {
     "width_multiplier",
     "data",
     "description",
+    "extractors",
+    "snapshots",
+    "conclusive",
+    "replicates",
 }
+REPLICATE_THREADS = 2  # the default workers train on 1 thread each
 ARM_SPECIAL_KEYS = {"recipe", "match_baseline", "label"}
 
 
@@ -73,6 +79,11 @@ class Profile:
     base_recipe: str | None = None
     data: str | None = None
     description: str = ""
+    # every feature space scored; the first is the primary one (extractors[0] == extractor)
+    extractors: tuple[str, ...] = ()
+    snapshots: int | None = None  # scored snapshots per run, evenly in steps (cadence only)
+    conclusive: bool = True  # False: too short for final verdicts (the report says so)
+    replicates: bool = False  # an execution replicate per arm: the nondeterminism spread
 
 
 @dataclass
@@ -89,6 +100,7 @@ class PlannedRun:
     arm: str
     seed: int
     config: RunConfig
+    execution: int = 0  # 1: an execution replicate (same arm and seed, another thread count)
 
 
 @dataclass
@@ -133,6 +145,12 @@ class AblationSpec:
                     else self._config(arm, prof, seed, data, baseline_cfg)
                 )
                 runs.append(PlannedRun(arm_name, seed, cfg))
+        if prof.replicates:  # one execution replicate per arm, on the first seed
+            first = [r for r in runs if r.seed == seeds[0]]
+            runs += [
+                PlannedRun(r.arm, r.seed, r.config.replace(threads=REPLICATE_THREADS), 1)
+                for r in first
+            ]
         return runs
 
     def _config(
@@ -153,7 +171,10 @@ class AblationSpec:
                 values[key] = max(1, round(base * prof.width_multiplier))
         if arm.match_baseline == "steps" and baseline is not None:
             values["steps"] = baseline.total_steps
-        return RunConfig.from_dict(values, where=where)
+        cfg = RunConfig.from_dict(values, where=where)
+        if prof.snapshots:  # dense, even snapshots; cadence is not part of a run's identity
+            cfg = cfg.replace(where, snapshot_every=max(1, cfg.total_steps // prof.snapshots))
+        return cfg
 
 
 def _error(path: Path, key: str, message: str) -> ConfigError:
@@ -214,6 +235,25 @@ def _profiles(path: Path, raw: dict, defaults: dict) -> dict[str, Profile]:
         where = f"profiles.{name}"
         extractor = p.get("extractor", "mnist")
         _check_choice(path, f"{where}.extractor", extractor, EXTRACTORS)
+        extractors = p.get("extractors", [extractor])
+        if not (isinstance(extractors, list) and extractors):
+            raise _error(path, f"{where}.extractors", f"{extractors!r} must be a non-empty list")
+        for i, name_i in enumerate(extractors):
+            _check_choice(path, f"{where}.extractors[{i}]", name_i, EXTRACTORS)
+        if "extractors" in p and "extractor" in p and extractors[0] != extractor:
+            raise _error(
+                path, f"{where}.extractors", f"the first ({extractors[0]!r}) must be the primary "
+                f"extractor {extractor!r}"
+            )  # fmt: skip
+        extractor = extractors[0]
+        snapshots = p.get("snapshots")
+        if snapshots is not None and not (isinstance(snapshots, int) and 1 <= snapshots <= 1000):
+            raise _error(path, f"{where}.snapshots", f"{snapshots!r} must be an integer 1..1000")
+        conclusive = p.get("conclusive", True)
+        replicates = p.get("replicates", False)
+        for key, flag in (("conclusive", conclusive), ("replicates", replicates)):
+            if not isinstance(flag, bool):
+                raise _error(path, f"{where}.{key}", f"{flag!r} must be true or false")
         seeds = p.get("seeds", [0, 1, 2])
         if not (
             isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)
@@ -238,6 +278,7 @@ def _profiles(path: Path, raw: dict, defaults: dict) -> dict[str, Profile]:
         profiles[name] = Profile(
             name, dict(p.get("overrides", {})), list(seeds), extractor, n_fake, float(mult),
             p.get("base_recipe"), p.get("data"), p.get("description", ""),
+            tuple(dict.fromkeys(extractors)), snapshots, conclusive, replicates,
         )  # fmt: skip
     return profiles
 

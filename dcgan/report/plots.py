@@ -23,7 +23,10 @@ from PIL import Image
 
 from dcgan.report import fmt
 
-DPI = 100
+DPI = 150  # sharp when enlarged (the report's plots enlarge on click)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LINESTYLES = ("-", "--", "-.", ":")
+BOXES_FROM_SEEDS = 5  # fewer seeds: points only (a box over 3 points says nothing more)
 WIDTH_IN = 10.5
 FACET_COLUMNS = 4
 DIVERGED_COLOR = "#c0392b"
@@ -39,6 +42,16 @@ def arm_palette(arms: list[str]) -> dict[str, tuple]:
     """One colour per arm, the same in every plot."""
     colors = sns.color_palette("colorblind" if len(arms) <= 10 else "husl", len(arms))
     return dict(zip(arms, colors, strict=True))
+
+
+def arm_styles(arms: list[str]) -> dict[str, dict]:
+    """Colour, marker and line style per arm: no two arms look alike, even without colour
+    (20 distinct marker x line-style pairs before one repeats)."""
+    palette = arm_palette(arms)
+    return {
+        arm: {"color": palette[arm], "marker": MARKERS[i % len(MARKERS)], "ls": LINESTYLES[i % len(LINESTYLES)]}
+        for i, arm in enumerate(arms)
+    }  # fmt: skip
 
 
 def _text(label: str) -> str:
@@ -79,27 +92,27 @@ def _seed_band(curves: pd.DataFrame, metric: str, smooth: bool) -> pd.DataFrame:
     return stats.reset_index()
 
 
-def _draw_band(ax, band: pd.DataFrame, color, label: str, scale: float = 1.0) -> None:
-    """Mean line solid where every seed has data, dashed where some have stopped (diverged)."""
-    marker = "o" if len(band) <= 12 else None
+def _draw_band(
+    ax, band: pd.DataFrame, color, label: str, scale: float = 1.0, marker=None, ls: str = "-"
+) -> None:
+    """Mean line, full where every seed has data, faded where some have stopped (diverged).
+    Markers: the arm's own (at most ~12 per line), else dots on short curves."""
+    marker = marker or ("o" if len(band) <= 12 else None)
+    every = max(1, len(band) // 12)
     all_seeds = band["n"] == band["n"].max()
     partial = (
         ~all_seeds | ~all_seeds.shift(1, fill_value=True) | ~all_seeds.shift(-1, fill_value=True)
     )
     mean = band["mean"] * scale
     ax.plot(
-        band["step"],
-        mean.where(all_seeds),
-        color=color,
-        lw=1.6,
-        label=_text(label),
-        marker=marker,
-        ms=3,
-    )
+        band["step"], mean.where(all_seeds), color=color, lw=1.6, ls=ls, label=_text(label),
+        marker=marker, ms=4, markevery=every,
+    )  # fmt: skip
     if not all_seeds.all():
         ax.plot(
-            band["step"], mean.where(partial), color=color, lw=1.2, ls="--", marker=marker, ms=3
-        )
+            band["step"], mean.where(partial), color=color, lw=1.2, ls=ls, alpha=0.45,
+            marker=marker, ms=3, markevery=every,
+        )  # fmt: skip
     ax.fill_between(
         band["step"], band["lo"] * scale, band["hi"] * scale, color=color, alpha=0.18, lw=0
     )
@@ -115,10 +128,12 @@ def training_scores(curves: pd.DataFrame, arms: list[str], palette: dict) -> byt
         axes = fig.subplots(1, 2)
         for ax, (metric, band) in zip(axes, bands.items(), strict=True):
             scale = KID_SCALE if metric == "kid" else 1.0
+            styles = arm_styles(arms)
             for arm in arms:
                 arm_band = band[band["arm"] == arm]
                 if not arm_band.empty:
-                    _draw_band(ax, arm_band, palette[arm], arm, scale)
+                    style = styles[arm]
+                    _draw_band(ax, arm_band, palette[arm], arm, scale, style["marker"], style["ls"])
             ax.set(
                 xlabel="step",
                 ylabel=fmt.METRIC_LABEL[metric],
@@ -158,6 +173,7 @@ def _per_arm_pair(
     diverged_at: dict[str, list[float]] | None = None,
     smooth: bool = False,
     log_y: bool = False,
+    ylabel: str = "",
 ) -> bytes | None:
     """Small multiples, one panel per arm, two metrics per panel."""
     bands = {m: _seed_band(curves, m, smooth) for m in metrics}
@@ -188,6 +204,8 @@ def _per_arm_pair(
         fig.legend(handles, labels, loc="upper right", ncol=2, frameon=False)
         fig.suptitle(title, x=0.01, ha="left", fontsize=10)
         fig.supxlabel("step", fontsize=9)
+        if ylabel:
+            fig.supylabel(ylabel + (" (log scale)" if log_y else ""), fontsize=9)
         fig.tight_layout()
         return _png(fig)
 
@@ -204,6 +222,7 @@ def losses(curves: pd.DataFrame, runs: pd.DataFrame, arms: list[str]) -> bytes |
         diverged_at=diverged_at,
         smooth=True,
         log_y=True,
+        ylabel="loss",
     )
 
 
@@ -215,6 +234,7 @@ def discriminator_outputs(curves: pd.DataFrame, arms: list[str]) -> bytes | None
         ("#2ca02c", "#9467bd"),
         "Discriminator outputs on real and generated batches",
         smooth=True,
+        ylabel="mean D output (probability)",
     )
 
 
@@ -255,20 +275,21 @@ def final_scores(runs: pd.DataFrame, arms: list[str], floor: dict | None) -> byt
                 jitter=0.12,
                 legend=False,
             )
-            ax.boxplot(
-                [done.loc[done["arm"] == arm, metric].dropna() for arm in order],
-                positions=range(len(order)),
-                orientation="horizontal",
-                widths=0.55,
-                showfliers=False,
-                patch_artist=True,
-                boxprops={"facecolor": "#dfe6ee", "edgecolor": "#8795a6", "linewidth": 0.9},
-                medianprops={"color": "#34495e", "linewidth": 1.2},
-                whiskerprops={"color": "#8795a6"},
-                capprops={"color": "#8795a6"},
-                manage_ticks=False,  # keep the stripplot's categorical axis
-                zorder=0.5,
-            )
+            if done.groupby("arm")[metric].count().max() >= BOXES_FROM_SEEDS:
+                ax.boxplot(  # with fewer seeds the points alone show everything
+                    [done.loc[done["arm"] == arm, metric].dropna() for arm in order],
+                    positions=range(len(order)),
+                    orientation="horizontal",
+                    widths=0.55,
+                    showfliers=False,
+                    patch_artist=True,
+                    boxprops={"facecolor": "#dfe6ee", "edgecolor": "#8795a6", "linewidth": 0.9},
+                    medianprops={"color": "#34495e", "linewidth": 1.2},
+                    whiskerprops={"color": "#8795a6"},
+                    capprops={"color": "#8795a6"},
+                    manage_ticks=False,  # keep the stripplot's categorical axis
+                    zorder=0.5,
+                )
             if floor and fmt.is_number(floor.get(metric)):
                 scale = KID_SCALE if metric == "kid" else 1.0
                 ax.axvline(floor[metric] * scale, color=FLOOR_COLOR, ls="--", lw=1.2)
