@@ -4,8 +4,9 @@ The pilot (`dcgan ablate SPEC --profile pilot`: every arm at 320 kimg, 2 seeds, 
 snapshot every 16 kimg) is read back from the store and cut at every snapshot B. A budget B
 qualifies when
 
-  CONVERGED  the baseline's best-so-far FID (geometric mean over seeds) improved by less than
-             10% over the last quarter of B (the trained-enough gate of dcgan.report.trajectory);
+  TRAINED    the baseline passes the trained-enough gate of dcgan.report.trajectory at B and
+             at every later pilot snapshot: its best-so-far FID (geometric mean over seeds)
+             fell by less than 50% over the last quarter (past the fast early phase);
   STABLE     every arm-vs-baseline difference the pilot resolves at B (paired 95% t-interval on
              the log FID ratio excludes 1) has the same sign at the pilot's full budget.
 
@@ -33,8 +34,8 @@ CONVERGED_MAX_IMPROVEMENT = tr.GATE_MAX_IMPROVEMENT
 WINDOW = tr.GATE_WINDOW
 RULE = (
     f"the smallest pilot snapshot B at which (1) the baseline's best-so-far FID (geometric mean "
-    f"over seeds) improved by less than {CONVERGED_MAX_IMPROVEMENT:.0%} over the last "
-    f"{WINDOW:.0%} of B and (2) every arm-vs-baseline difference resolved at B (paired 95% "
+    f"over seeds) fell by less than {CONVERGED_MAX_IMPROVEMENT:.0%} over the last "
+    f"{WINDOW:.0%} of B, and of every later budget, and (2) every arm-vs-baseline difference resolved at B (paired 95% "
     f"t-interval on the log FID ratio excludes 1) has the same sign at the pilot's full budget"
 )
 
@@ -86,12 +87,17 @@ def candidates(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[Candid
 
 
 def choose(cands: list[Candidate]) -> Candidate | None:
-    return next((c for c in cands if c.qualifies), None)
+    """The smallest qualifying budget after which the baseline never falls back into the fast
+    phase (a noisy single snapshot does not choose the budget)."""
+    for i, c in enumerate(cands):
+        if c.qualifies and all(later.converged for later in cands[i:]):
+            return c
+    return None
 
 
 def _table(cands: list[Candidate], chosen: Candidate | None) -> str:
     lines = [
-        "| budget (kimg) | baseline best FID | improvement over last quarter | converged | "
+        "| budget (kimg) | baseline best FID | fall over last quarter | past fast phase | "
         "resolved at B | sign flips by 320 kimg | qualifies |",
         "|---:|---:|---:|:---:|---|---|:---:|",
     ]

@@ -66,8 +66,8 @@ def test_ranking_that_flips_late_is_budget_sensitive():
 
 
 def test_curve_still_falling_steeply_is_undertrained():
-    def slow(k):  # halves every 100 kimg up to the end of the budget
-        return 2000 * 0.5 ** (k / 100)
+    def slow(k):  # halves every 40 kimg up to the end: 75% over the last quarter (80 kimg)
+        return 2000 * 0.5 ** (k / 40)
 
     result = _analyse(_curve("base", converging(100)), _curve("slow", slow, seed_offset=3))
     assert result["slow"].gate.trained is False
@@ -77,7 +77,7 @@ def test_curve_still_falling_steeply_is_undertrained():
 
 def test_undertrained_baseline_takes_every_verdict_away():
     result = _analyse(
-        _curve("base", lambda k: 2000 * 0.5 ** (k / 100)),
+        _curve("base", lambda k: 2000 * 0.5 ** (k / 40)),
         _curve("good", converging(60), seed_offset=4),
     )
     label, sentence = tr.qualify("better", result["good"], result["base"])
@@ -92,6 +92,14 @@ def test_near_zero_precision_fails_the_gate():
     )
     assert result["off"].gate.trained is False and "precision" in result["off"].gate.reason
     assert result["base"].gate.trained is True
+
+
+def test_power_law_phase_is_trained_but_not_converged():
+    result = _analyse(_curve("base", lambda k: 1e4 * k**-1.1), _curve("b", lambda k: 1e4 * k**-1.1))
+    gate = result["base"].gate
+    assert gate.trained and 0.2 < gate.improvement < 0.4 and "still improving" in gate.reason
+    converged = _analyse(_curve("base", converging(100)), _curve("b", converging(90)))
+    assert "converged" in converged["base"].gate.reason
 
 
 def test_slower_to_learn_same_end():
