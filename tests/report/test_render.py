@@ -40,7 +40,8 @@ def test_report_has_verdicts_tables_claims_protocol_and_plots(results, tmp_path)
     ]:
         assert expected in html, expected
     assert html.index("Verdict") < html.index("Results per arm") < html.index("Samples")
-    figures, final_grids, frames = 4, 3, 5 + 5 + 2  # the diverged seed's grids stop at step 250
+    figures, final_grids, frames = 5, 3, 5 + 5 + 2  # the diverged seed's grids stop at step 250
+    # figures: final scores, training scores, losses, D outputs, and the per-arm budget plot
     images = re.findall(r'<img [^>]*src="data:image/png;base64,', html)
     assert len(images) == figures + final_grids + frames
 
