@@ -59,7 +59,7 @@ class RandomConvNet(nn.Module):
     max-pool (32 -> 16 -> 8 -> 4, widths 32-64-128), then a random linear map of the 2,048
     activations to 128. Max-pooling matters, measured on the sanity suite: the same stack with
     strided convolutions instead scored lightly blurred digits as *more* real than clean ones
-    (precision 0.88 -> 0.99, density 0.99 -> 3.24 at blur 0.7 px)."""
+    (precision 0.92 -> 0.99, density 0.98 -> 3.09 at blur 0.7 px)."""
 
     def __init__(self, width: int = 32, dim: int = 128):
         super().__init__()

@@ -18,8 +18,10 @@ Here:
   error matches the spread of KID over independent samples.
 
 Measured on 500 held-out digits (docs/metrics.md): the mean of 10 disjoint subsets' own
-U-statistics (the first design tried) had a standard error ~3x larger, too noisy to order a
-sample of 50 repeated digits against a clean one; the all-pairs statistic does.
+U-statistics (the first design tried) had a standard error 1.7x (randcnn) to 4x (mnist)
+larger, too noisy to order a sample of 50 repeated digits after a clean one in the mnist space;
+the all-pairs statistic does. Its jackknife standard error matches the spread over independent
+samples (ratio 1.05) when the sets differ and is conservative (1.4) when they do not.
 """
 
 from __future__ import annotations

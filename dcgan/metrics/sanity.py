@@ -195,20 +195,23 @@ def plot(all_curves: list[dict], out_dir: Path) -> list[Path]:
     for family in FAMILIES:
         fig, axes = plt.subplots(1, len(APPLIES), figsize=(3.0 * len(APPLIES), 2.8))
         for ax, metric in zip(axes, APPLIES, strict=True):
+            n_levels = len(LEVELS[family])
             for curves in all_curves:
                 rows = curves["families"][family]
-                levels = list(range(len(rows)))
-                line = ax.plot(levels, [r[metric] for r in rows], "o-", label=curves["extractor"])[
-                    0
-                ]
+                line = ax.plot(
+                    range(n_levels), [r[metric] for r in rows], "o-", label=curves["extractor"]
+                )[0]
                 grey = curves["families"]["grey_noise"][0][metric]
-                ax.axhline(grey, color=line.get_color(), ls=":", lw=1)
-            ax.set_xticks(range(len(LEVELS[family])), [str(v) for v in LEVELS[family]])
+                ax.plot([n_levels], [grey], "x", color=line.get_color(), ms=8)
+            ticks = [str(v) for v in LEVELS[family]] + ["grey\nnoise"]
+            ax.set_xticks(range(n_levels + 1), ticks)
             ax.set_title(metric + (" (lower better)" if metric in LOWER_IS_BETTER else ""))
             ax.set_xlabel(family)
-            if metric in ("fid", "kid"):
-                ax.set_yscale("symlog", linthresh=1e-3 if metric == "kid" else 1.0)
-        axes[0].legend(fontsize=7, title="dotted: grey noise", title_fontsize=7)
+            if metric == "fid":
+                ax.set_yscale("log")
+            if metric == "kid":
+                ax.set_yscale("symlog", linthresh=1e-3)
+        axes[0].legend(fontsize=7)
         fig.tight_layout()
         path = Path(out_dir) / f"metrics-sanity-{family}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
