@@ -100,7 +100,7 @@ def budget_verdicts(
             continue
         label, why = trajectory.qualify(v.label, trajectories[arm], base, results.conclusive)
         sentence = v.sentence + (f" Against the budget: {why}." if why else "")
-        out[arm] = verdicts.ArmVerdict(label, sentence)
+        out[arm] = verdicts.ArmVerdict(label, sentence, v.statistics or v.label)
     return out
 
 

@@ -160,9 +160,11 @@ class Stability:
     def sentence(self) -> str:
         if self.snapshots < STABLE_MIN_SNAPSHOTS:
             return f"not final: only {self.snapshots} scored snapshots"
+        lo, hi = self.window_kimg
+        if self.final and self.direction is None:
+            return f"unresolved at every snapshot from {lo:g} to {hi:g} kimg"
         if self.final:
-            lo, hi = self.window_kimg
-            return f"stable from {lo:g} to {hi:g} kimg"
+            return f"{self.direction} at every snapshot from {lo:g} to {hi:g} kimg"
         return f"budget-sensitive: changed at {self.changed_at_kimg:g} kimg"
 
 
@@ -332,10 +334,11 @@ def qualify(
     if arm.gate.trained is False:
         return "undertrained", f"undertrained at this budget: no verdict ({arm.gate.reason})"
     if arm.gate.trained is None:
-        return "undertrained", f"no verdict: {arm.gate.reason}"
+        return "can't tell", f"no verdict: {arm.gate.reason}"
     speed = speed_word(arm.speed_ratio)
     if end_label in ("better", "worse"):
-        if arm.stability is None or not arm.stability.final:
+        stab = arm.stability
+        if stab is None or not stab.final or stab.direction != end_label:
             why = arm.stability.sentence if arm.stability else "no snapshots"
             return "budget-sensitive", why
         words = f"{end_label} at the end"
