@@ -57,12 +57,22 @@ def _ablate(workdir: Path, url: str, kill_one: bool):
                 ]
             except Exception:
                 running = []
-            if running:
-                victim = running[0]
-                time.sleep(1.0)  # let it get into training
+            # ready when its run is training: the run folder's step log has rows, no result yet
+            ready = [
+                t
+                for t in running
+                if (
+                    workdir / "results" / "runs" / t.user_attrs["config_hash"] / "metrics.jsonl"
+                ).exists()
+                and not (
+                    workdir / "results" / "runs" / t.user_attrs["config_hash"] / "result.json"
+                ).exists()
+            ]
+            if ready:
+                victim = ready[0]
                 os.kill(victim.user_attrs["owner"]["pid"], signal.SIGKILL)
                 killed = (victim.user_attrs["arm"], victim.user_attrs["seed"])
-            time.sleep(0.2)
+            time.sleep(0.05)
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out[-3000:]
     return killed
@@ -86,21 +96,21 @@ def _check(url: str, killed):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_one", [False, True])
-def test_four_workers_on_embedded_store(tmp_path, kill_one, tally):
+def test_four_workers_on_embedded_store(tmp_path, kill_one, case):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     killed = _ablate(tmp_path, url, kill_one)
     n = _check(url, killed)
-    tally("4 workers x runs, SQLite (none lost/duplicated)", n, n)
+    case("kill/resume/concurrency", n)  # runs, none lost or duplicated
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("kill_one", [False, True])
-def test_four_workers_on_postgresql(tmp_path, postgres, kill_one, tally):  # noqa: F811
+def test_four_workers_on_postgresql(tmp_path, postgres, kill_one, case):  # noqa: F811
     url = postgres
     # one database per case: drop the previous case's study
     for s in optuna.get_all_study_summaries(store.open_storage(url)):
         optuna.delete_study(study_name=s.study_name, storage=store.open_storage(url))
     killed = _ablate(tmp_path, url, kill_one)
     n = _check(url, killed)
-    tally("4 workers x runs, PostgreSQL (none lost/duplicated)", n, n)
+    case("kill/resume/concurrency", n)  # runs, none lost or duplicated

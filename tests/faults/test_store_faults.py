@@ -172,8 +172,9 @@ def test_a_wrong_password_or_database_is_one_redacted_line(postgres):  # noqa: F
 @pytest.mark.fault("security")
 @pytest.mark.postgres
 def test_a_query_password_never_reaches_the_log_the_table_or_the_report(
-    postgres, tmp_path, monkeypatch
-):  # noqa: F811
+    postgres,  # noqa: F811
+    tmp_path,
+):
     """Issue 17, item 5: a password given as ?password= was printed and put in the HTML."""
     base, _, db = postgres.rpartition("/")
     scheme_user_pw, host = base.split("@")
@@ -268,7 +269,7 @@ def test_the_reaper_tells_dead_owners_from_live_ones(tmp_path, monkeypatch):
 N_RUNS = 3
 
 
-def _mini_ablate(url: str, workdir: str, crash: str, counter: str) -> None:
+def _mini_ablate(url: str, workdir: str, crash: str, counter: str, n_runs: int = N_RUNS) -> None:
     """In a forked child: what `ablate` does with the store (create the study, enqueue, a worker
     claims, heartbeats, records and tells), with a stand-in for training; SIGKILLed by the
     crash point `store_write:N` before the N-th store write."""
@@ -289,7 +290,7 @@ def _mini_ablate(url: str, workdir: str, crash: str, counter: str) -> None:
             study_name="crash", storage=storage, direction="minimize", load_if_exists=True
         )
         study.set_user_attr("ablation", "crash")
-        store.enqueue_missing(study, storage, [(("arm", s, "h"), {}) for s in range(N_RUNS)])
+        store.enqueue_missing(study, storage, [(("arm", s, "h"), {}) for s in range(n_runs)])
         job = runner.WorkerJob(
             "crash",
             url,
@@ -304,11 +305,11 @@ def _mini_ablate(url: str, workdir: str, crash: str, counter: str) -> None:
         os._exit(0)
 
 
-def _child(url, workdir, crash, timeout=60) -> int:
+def _child(url, workdir, crash, timeout=60, n_runs=N_RUNS) -> int:
     """Run _mini_ablate in a forked child; returns its exit code (-9: killed at the point)."""
     counter = Path(workdir) / "writes.txt"
     ctx = multiprocessing.get_context("fork")
-    p = ctx.Process(target=_mini_ablate, args=(url, str(workdir), crash, str(counter)))
+    p = ctx.Process(target=_mini_ablate, args=(url, str(workdir), crash, str(counter), n_runs))
     p.start()
     p.join(timeout)
     if p.is_alive():
@@ -318,9 +319,9 @@ def _child(url, workdir, crash, timeout=60) -> int:
     return p.exitcode
 
 
-def _end_state(url) -> None:
+def _end_state(url, n_runs=N_RUNS) -> None:
     study = optuna.load_study(study_name="crash", storage=store.open_storage(url))
-    _complete_once(study, N_RUNS)
+    _complete_once(study, n_runs)
 
 
 def _count_writes(tmp_path) -> int:
@@ -382,25 +383,33 @@ def test_a_sequence_of_kills_at_every_write_then_a_rerun_finishes(tmp_path, case
 
 
 @pytest.mark.fault("kill/resume/concurrency")
-def test_two_workers_one_killed_mid_claim_lose_and_duplicate_nothing(tmp_path):
-    """Two workers race for the queue; one is killed before its 9th store write (inside its
-    claims); the other and one re-run finish every run exactly once."""
+def test_two_workers_one_killed_holding_a_claim_lose_and_duplicate_nothing(tmp_path):
+    """Two workers race for 8 queued runs; one is killed right after its first claim (before
+    its first heartbeat); the other reaps that run and, with one re-run, every run finishes
+    exactly once."""
     work = tmp_path / "race"
     work.mkdir()
     url = f"sqlite:///{work / 'store.db'}"
+    storage = store.open_storage(url)  # the study and its queue exist before the race
+    study = optuna.create_study(study_name="crash", storage=storage, direction="minimize")
+    store.enqueue_missing(study, storage, [(("arm", s, "h"), {}) for s in range(8)])
     results = []
 
-    def race(crash):
-        results.append(_child(url, work, crash))
+    def race(crash):  # writes: create_study (a duplicate), study attr, claim, then the kill
+        results.append(_child(url, work, crash, n_runs=8))
 
-    threads = [threading.Thread(target=race, args=(c,)) for c in ("store_write:9", "")]
+    threads = [threading.Thread(target=race, args=(c,)) for c in ("store_write:4", "")]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
     assert sorted(results) == [-9, 0], results
-    assert _child(url, work, "") == 0
-    _end_state(url)
+    assert _child(url, work, "", n_runs=8) == 0
+    _end_state(url, n_runs=8)
+    failures = [
+        t.user_attrs.get("failure") for t in study.get_trials() if t.state == TrialState.FAIL
+    ]
+    assert failures in ([], ["worker died"]), failures
 
 
 @pytest.mark.fault("kill/resume/concurrency")
