@@ -134,6 +134,7 @@ def _module_parser(monkeypatch, command):
         "score": ("dcgan.metrics.fidelity", "command_score"),
         "inception": ("dcgan.metrics.inception", "command_inception"),
         "train-classifier": ("dcgan.metrics.mnist_net", "command_train_classifier"),
+        "build-extractor": ("dcgan.metrics.feature_nets", "command_build_extractor"),
     }[command]
     func = getattr(importlib.import_module(module), function)
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", fake)
@@ -150,7 +151,7 @@ def _options(parser) -> dict:
     }
 
 
-@pytest.mark.parametrize("command", ["score", "inception", "train-classifier"])
+@pytest.mark.parametrize("command", ["score", "inception", "train-classifier", "build-extractor"])
 def test_delegated_commands_accept_what_their_help_shows(monkeypatch, command):
     """cli.py mirrors the metrics modules' parsers so that --help imports nothing heavy."""
     theirs = _options(_module_parser(monkeypatch, command))
