@@ -421,6 +421,9 @@ def _train(args: argparse.Namespace, _argv: list[str]) -> int:
     print(
         f"training {args.recipe} on {cfg.data}: {cfg.total_steps} steps of batch {cfg.batch_size} -> {args.out}"
     )
+    from .integrity import repair_run_dir
+
+    repair_run_dir(args.out, cfg)  # a damaged checkpoint or result: quarantined, not a traceback
     result = train(cfg, args.out, progress=True)
     print(json.dumps(result, indent=2))
     return 0 if result["status"] in ("completed", "diverged") else 1

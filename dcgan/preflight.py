@@ -78,3 +78,20 @@ def failed_runs(study, planned) -> list[str]:
             reason = str(last.user_attrs.get("failure", "failed"))
         out.append(f"{run.arm} seed {run.seed}: {store.redact_text(reason)}")
     return out
+
+
+def check_plan(spec, planned) -> None:
+    """Say when a profile makes two arms the same run (e.g. `smoke` sets one batch size for
+    every arm of `recipes`): allowed, trained once and shared, but the comparison is void."""
+    import logging
+
+    first = {}
+    for run in planned:
+        if run.seed == planned[0].seed and getattr(run, "execution", 0) == 0:
+            first.setdefault(run.arm, run.config)
+    for arm, other in spec_checks.duplicate_arms(first, spec.baseline):
+        logging.getLogger("dcgan").warning(
+            "%s: arms %r and %r plan the same runs under this profile (trained once, shared; "
+            "their comparison measures nothing)",
+            spec.path, arm, other,
+        )  # fmt: skip

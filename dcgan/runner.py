@@ -284,6 +284,7 @@ def _check_inputs(
                 f"the dataset {run.config.data!r} ({sizes[key][0]} images)"
             )
         preflight.check_run(spec, run, sizes[key][0], n_fake)
+    preflight.check_plan(spec, planned)  # arms a profile makes identical: said, not refused
     from .metrics.extractors import get_extractor
 
     for extractor in extractors:  # builds/verifies weights or says what to install

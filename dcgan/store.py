@@ -69,7 +69,7 @@ def storage_url(url: str | None) -> str:
 
 # ---- redaction -----------------------------------------------------------------------------
 _SECRET = "|".join(SECRET_KEYS)
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s?#]*):(?P<pw>[^@\s/]*)@")
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s?#]*):(?P<pw>[^\s/?#]*)@")
 _KEYVALUE = re.compile(
     rf"(?P<key>\b(?:{_SECRET})\b\s*[=:]\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s&;,'\"]+)",
     re.IGNORECASE,

@@ -387,3 +387,36 @@ def test_repeated_seeds_from_the_caller_fail_before_training(tmp_path):
 def test_a_profile_the_spec_lacks_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="no profile '../../x'"):
         _ablate(tmp_path, HEAD + GOOD_ARMS, profile="../../x")
+
+
+@pytest.mark.fault("specs")
+def test_a_profile_that_makes_arms_identical_is_said_before_training(tmp_path, caplog):
+    import logging
+
+    from dcgan import preflight
+
+    spec = load_spec("recipes")
+    with caplog.at_level(logging.WARNING, logger="dcgan"):
+        preflight.check_plan(spec, spec.plan("smoke", seeds=[0]))
+    assert "'anime512' and 'tutorial' plan the same runs" in caplog.text
+
+
+@pytest.mark.fault("security")
+def test_train_resumes_past_a_crafted_checkpoint_without_running_it(tmp_path, capsys):
+    from dcgan import atomic
+    from dcgan.cli import main
+
+    out = tmp_path / "run"
+    tiny = ["--steps", "2", "--set", "g_width=4", "--set", "d_width=4", "--set", "batch_size=8"]
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    out.mkdir()
+    atomic.save_with_checksum({"G": Evil()}, out / "checkpoint.pt")
+    assert main(["train", *tiny, "--out", str(out)]) == 0
+    assert not marker.exists() and list((out / "quarantine").iterdir())

@@ -39,6 +39,7 @@ REDACT = [
     ("libpq quoted", f"host=h password='{SECRET} x' dbname=db"),
     ("empty user", f"postgresql://:{SECRET}@h/db"),
     ("password with a colon", f"postgresql://u:{SECRET}:x@h/db"),
+    ("an unencoded @ in the password", f"postgresql://u:{SECRET}@x@h/db"),
     ("inside an error message", f"could not connect to postgresql://u:{SECRET}@h/db: refused"),
     ("two URLs in one text", f"a postgresql://u:{SECRET}@h/a and mysql://v:{SECRET}@g/b"),
 ]
