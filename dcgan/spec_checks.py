@@ -242,3 +242,19 @@ def check_spec(spec) -> None:
             f"plans exactly the same runs as {what} under every profile; "
             "change an override or remove the arm",
         )
+
+
+def csv_safe(frame):
+    """A copy of a DataFrame whose text cells cannot run as spreadsheet formulas: a cell that
+    starts with = + - @ (or a tab / carriage return) gets a leading apostrophe (OWASP's CSV
+    injection advice). Numbers are left as they are. For collect.export_table; arm names are
+    already refused at spec load if they start like a formula."""
+    from pandas.api.types import is_numeric_dtype
+
+    out = frame.copy()
+    for col in out.columns:
+        if not is_numeric_dtype(out[col]):
+            out[col] = out[col].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v
+            )
+    return out

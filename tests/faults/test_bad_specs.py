@@ -420,3 +420,17 @@ def test_train_resumes_past_a_crafted_checkpoint_without_running_it(tmp_path, ca
     atomic.save_with_checksum({"G": Evil()}, out / "checkpoint.pt")
     assert main(["train", *tiny, "--out", str(out)]) == 0
     assert not marker.exists() and list((out / "quarantine").iterdir())
+
+
+@pytest.mark.fault("security")
+def test_csv_safe_defuses_formula_cells_and_keeps_numbers():
+    import pandas as pd
+
+    from dcgan.spec_checks import csv_safe
+
+    frame = pd.DataFrame(
+        {"arm": ["=1+1", "@SUM(A1)", "+x", "-y", "fine"], "fid": [1.0, -2.0, 3.0, 4.0, 5.0]}
+    )
+    safe = csv_safe(frame)
+    assert list(safe["arm"]) == ["'=1+1", "'@SUM(A1)", "'+x", "'-y", "fine"]
+    assert list(safe["fid"]) == [1.0, -2.0, 3.0, 4.0, 5.0]
