@@ -523,6 +523,8 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if hasattr(sys.stdout, "reconfigure"):  # a log file or pipe sees each line when it happens
+        sys.stdout.reconfigure(line_buffering=True)
     parser = build_parser()
     if not argv:
         parser.print_help()

@@ -120,6 +120,7 @@ class AblationMonitor:
         self._render_cost = 0.0
         self._rendered_done = -1
         self._render_failed = False
+        self._render_thread: threading.Thread | None = None
         self._study = None
         self.last: Snapshot | None = None
 
@@ -147,6 +148,8 @@ class AblationMonitor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self._render_thread is not None:  # a live page must never land after the final one
+            self._render_thread.join()
         try:
             if self._study is not None:
                 self._show(self.poll(), final=True)
@@ -258,13 +261,21 @@ class AblationMonitor:
             self._last_done, self._last_logged = snap.done, now
 
     def _maybe_render(self, snap: Snapshot) -> None:
+        """Start a re-render in its own thread (the progress line keeps moving meanwhile)."""
         if self.live_report is None or self._render_failed:
+            return
+        if self._render_thread is not None and self._render_thread.is_alive():
             return
         if snap.done <= max(self._rendered_done, 0) or snap.done >= snap.total:
             return  # nothing new, or the runner's final render is next
         wait = max(self.live_min_interval_s, 10 * self._render_cost)
         if time.monotonic() - self._last_render < wait and self._rendered_done >= 0:
             return
+        self._rendered_done = snap.done
+        self._render_thread = threading.Thread(target=self._render, name="dcgan-live-report")
+        self._render_thread.start()
+
+    def _render(self) -> None:
         started = time.monotonic()
         try:
             self.live_report()
@@ -274,7 +285,6 @@ class AblationMonitor:
             return
         self._render_cost = time.monotonic() - started
         self._last_render = time.monotonic()
-        self._rendered_done = snap.done
 
 
 def estimates_for(planned: list, storage, paths, extractor: str, n_fake: int) -> dict:

@@ -89,21 +89,26 @@ def test_every_command_help_shows_its_defaults_and_exits_0(command, capsys):
 
 
 def test_help_imports_nothing_heavy_and_prints_in_under_a_second():
+    """CPU time, not wall time: the suite shares its cores (measured wall: 0.2-0.35 s)."""
+    import resource
+
     probe = (
-        "import sys, time; t = time.perf_counter(); import dcgan.cli as c; "
+        "import sys, time; t = time.process_time(); import dcgan.cli as c; "
         "c.build_parser().format_help(); [c.command_parser(n).format_help() for n in c.PARSERS]; "
-        f"print(time.perf_counter() - t, [m for m in {HEAVY!r} if m in sys.modules])"
+        f"print(time.process_time() - t, [m for m in {HEAVY!r} if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", probe], env=_env(), capture_output=True, text=True)
-    seconds, heavy = done.stdout.rsplit(" ", 1)[0], done.stdout.strip().split(" ", 1)[1]
-    assert heavy == "[]", done.stdout
-    assert float(seconds) < 0.5, done.stdout
-    walls = []
+    seconds, heavy = done.stdout.split(" ", 1)
+    assert heavy.strip() == "[]", done.stdout
+    assert float(seconds) < 0.3, done.stdout
     for _ in range(3):  # the whole process, interpreter start-up included
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         assert _dcgan("ablate", "--help").returncode == 0
-        walls.append(time.perf_counter() - started)
-    assert sorted(walls)[1] < 1.5, walls  # measured 0.2-0.35 s on 2 loaded cores
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        assert cpu < 1.0, f"{cpu:.2f} s CPU ({wall:.2f} s wall)"
 
 
 def test_bare_command_prints_the_help(capsys):
