@@ -10,7 +10,8 @@ connection) and the run folders every second or two; it never writes to the stor
 - in flight: RUNNING trials; the step is the last line of the run's metrics.jsonl, and a run
   whose folder already holds result.json is scoring (training is over, the trial is not);
 - ETA: the plan's per-run estimate (dcgan/plan.py: measured img/s in the store, scoring per
-  snapshot), rescaled by the speed observed since the start once 5% of the work is done.
+  snapshot) until a run has finished and 5% of the work is done; then the pace observed since
+  the first run started (start-up excluded).
 
 On a terminal it draws a tqdm bar on stderr; otherwise it logs one line per finished run and
 one a minute while runs are in flight. As runs finish it re-renders the ablation's report,
@@ -114,6 +115,7 @@ class AblationMonitor:
         self._want_bar = bar
         self._started = time.monotonic()
         self._done_at_start: set | None = None
+        self._active_since: float | None = None
         self._last_done = -1
         self._last_logged = 0.0
         self._last_render = 0.0
@@ -204,15 +206,20 @@ class AblationMonitor:
                     in_flight.append(InFlight(key[0], key[1], "training", step, self.totals[key]))
             elif states and TrialState.WAITING not in states:
                 failed += 1
+        now = time.monotonic()
         if self._done_at_start is None:
             self._done_at_start = set(done)
-        elapsed = time.monotonic() - self._started
+        if self._active_since is None and (in_flight or done - self._done_at_start):
+            self._active_since = now  # start-up (data, reference features) is not run time
+        elapsed = now - self._started
         snap = Snapshot(len(done), len(self.keys), failed, in_flight, elapsed, None)
-        snap.eta_s = self._eta(done, in_flight, elapsed)
+        snap.eta_s = self._eta(done, in_flight, now - (self._active_since or now))
         self.last = snap
         return snap
 
-    def _eta(self, done: set, in_flight: list[InFlight], elapsed: float) -> float | None:
+    def _eta(self, done: set, in_flight: list[InFlight], active_s: float) -> float | None:
+        """The model's estimate until a run has finished here and 5% of the work is done; then
+        the observed pace: seconds since work started x work left / work done."""
         start = self._done_at_start or set()
         todo = [k for k in self.keys if k not in start]
         if not todo:
@@ -228,8 +235,9 @@ class AblationMonitor:
                 fraction = 0.95 if r.phase == "scoring" else r.step / max(1, r.total)
                 work += self.estimates[k] * fraction
         left = max(0.0, total - work)
-        if work >= OBSERVED_AFTER * total and elapsed > 0:
-            return elapsed * left / work
+        finished_here = len(done & set(todo))
+        if finished_here and work >= OBSERVED_AFTER * total and active_s > 0:
+            return active_s * left / work
         running = max(1, min(self.workers, len(todo) - len(done & set(todo))))
         return left / running
 
