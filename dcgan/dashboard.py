@@ -49,7 +49,8 @@ def _distribution(values: list) -> BaseDistribution:
 def factor_distributions(planned: list) -> dict[str, BaseDistribution]:
     from .collect import factor_values
 
-    out = {name: _distribution(values) for name, values in factor_values(planned).items()}
+    arms = [run for run in planned if not getattr(run, "execution", False)]  # not replicates
+    out = {name: _distribution(values) for name, values in factor_values(arms).items()}
     seeds = sorted({run.seed for run in planned})
     out["seed"] = IntDistribution(min(seeds), max(seeds))
     return out
