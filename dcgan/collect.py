@@ -290,7 +290,9 @@ def store_error(name: str, profile: str, url: str, known: set[str]):
 
 # ---- factors and the run-folder index -------------------------------------------------------
 # the seed, where and how a run executes, and its cadences: never what an ablation compares
-NOT_FACTORS = {"seed", "device", "threads", "log_every", "grid_every", "snapshot_every", "checkpoint_every"}
+NOT_FACTORS = {"seed", "device", "threads"} | {
+    "log_every", "grid_every", "snapshot_every", "checkpoint_every",
+}  # fmt: skip
 INDEX_COLUMNS = ["ablation", "profile", "arm", "seed", "status", "fid", "config_hash", "run_dir"]
 
 
