@@ -19,16 +19,35 @@ from . import ood
 from .fidelity import FEATURE_METRICS, METRICS, read_scores, score_run, select
 
 
+def run_labels(run_dirs: list[Path]) -> dict[str, str]:
+    """Each run named by the config fields in which the runs differ (e.g. its arm and seed)."""
+    configs = {}
+    for run_dir in run_dirs:
+        try:
+            configs[Path(run_dir).name] = json.loads((Path(run_dir) / "config.json").read_text())
+        except (OSError, ValueError):
+            configs[Path(run_dir).name] = {}
+    keys = sorted({k for c in configs.values() for k in c})
+    differ = [k for k in keys if len({json.dumps(c.get(k)) for c in configs.values()}) > 1]
+    return {
+        name: " ".join(f"{k}={c.get(k)}" for k in differ) or name for name, c in configs.items()
+    }
+
+
 def snapshot_table(run_dirs: list[Path], extractors: tuple[str, str]) -> list[dict]:
-    """One row per (run, step) of generator records: {run, step, kimg, metric_extractor: v}."""
+    """One row per (run, step) of generator records: {run, label, step, kimg, metric_extractor:
+    value}."""
     rows = []
+    labels = run_labels(run_dirs)
     for run_dir in run_dirs:
         by_step: dict[int, dict] = {}
         for r in select(read_scores(run_dir), kind="generator"):
             if r["extractor"] not in extractors and r["metric"] in FEATURE_METRICS:
                 continue
+            name = Path(run_dir).name
             row = by_step.setdefault(
-                r["step"], {"run": Path(run_dir).name, "step": r["step"], "kimg": r["kimg"]}
+                r["step"],
+                {"run": name, "label": labels[name], "step": r["step"], "kimg": r["kimg"]},
             )
             row[f"{r['metric']}_{r['extractor']}"] = r["value"]
         rows += [by_step[s] for s in sorted(by_step)]
@@ -83,6 +102,18 @@ def agreement(rows: list[dict], extractors: tuple[str, str]) -> dict:
     flags["classes_covered < 10"] = sum(r.get("classes_covered_mnist", 10) < 10 for r in rows)
     flags["classes_covered <= 2"] = sum(r.get("classes_covered_mnist", 10) <= 2 for r in rows)
     out["flagged"] = flags
+    # agreement inside and outside the OOD regime (flagged in either space)
+    limit = ood.OOD_NORM_FRAC_LIMIT
+    inside = [r for r in rows if all(r.get(f"ood_norm_frac_{e}", 0) <= limit for e in extractors)]
+    outside = [r for r in rows if r not in inside]
+    out["spearman_fid_in_distribution"] = spearman(
+        [r.get(f"fid_{a}", math.nan) for r in inside], [r.get(f"fid_{b}", math.nan) for r in inside]
+    )
+    out["spearman_fid_flagged"] = spearman(
+        [r.get(f"fid_{a}", math.nan) for r in outside],
+        [r.get(f"fid_{b}", math.nan) for r in outside],
+    )
+    out["flagged_snapshots"] = len(outside)
     return out
 
 
@@ -116,12 +147,13 @@ def plot(rows: list[dict], extractors: tuple[str, str], out_dir: Path) -> list[P
     paths.append(path)
 
     runs = sorted({r["run"] for r in rows})
+    labels = {r["run"]: r.get("label", r["run"]) for r in rows}
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
     for run in runs:
         mine = [r for r in rows if r["run"] == run]
         kimg = [r["kimg"] for r in mine]
         for ax, key in zip(axes, (f"fid_{a}", f"fid_{b}", f"ood_norm_frac_{a}", "classes_covered_mnist"), strict=True):  # fmt: skip
-            ax.plot(kimg, [r.get(key, math.nan) for r in mine], "-", lw=1, label=run)
+            ax.plot(kimg, [r.get(key, math.nan) for r in mine], "-", lw=1, label=labels[run])
             ax.set_title(key)
             ax.set_xlabel("kimg")
     axes[0].set_yscale("log")
