@@ -12,6 +12,7 @@ import datetime as dt
 from pathlib import Path
 from urllib.parse import quote
 
+import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from dcgan.atomic import atomic_write_text
@@ -100,8 +101,54 @@ def budget_verdicts(
             continue
         label, why = trajectory.qualify(v.label, trajectories[arm], base, results.conclusive)
         sentence = v.sentence + (f" Against the budget: {why}." if why else "")
+        label, sentence = _second_space(results, arm, label, sentence)
+        sentence += _ood_warning(results, arm)
         out[arm] = verdicts.ArmVerdict(label, sentence, v.statistics or v.label)
     return out
+
+
+def _second_space(results: AblationResults, arm: str, label: str, sentence: str) -> tuple:
+    """Every feature space but the primary: a better/worse verdict must point the same way in
+    each, else the arm reads 'spaces disagree' (issue 12: two spaces must agree)."""
+    primary = results.protocol.get("extractor")
+    others = sorted(
+        c.removeprefix("fid_")
+        for c in results.runs.columns
+        if c.startswith("fid_") and c not in ("fid_metric", f"fid_{primary}")
+    )
+    for space in others:
+        if arm == results.baseline:
+            continue
+        ratio = trajectory.second_space_ratio(results.runs, arm, results.baseline, f"fid_{space}")
+        if ratio.n == 0:
+            continue
+        ci = f" [{ratio.lo:.2f}, {ratio.hi:.2f}]" if ratio.has_ci else ""
+        sentence += (
+            f" In the {space} feature space: {ratio.value:.2f}x the baseline{ci}, n={ratio.n}."
+        )
+        if trajectory.spaces_agree(label, ratio) is False:
+            label = "spaces disagree"
+            sentence += f" The {space} space points the other way: no verdict."
+    return label, sentence
+
+
+def _ood_warning(results: AblationResults, arm: str) -> str:
+    """A final score whose fakes lie outside the real features' norm range measures feature
+    inflation, not quality (docs/metrics.md): say so beside the verdict."""
+    from dcgan.metrics.ood import OOD_NORM_FRAC_LIMIT
+
+    runs = results.runs
+    if "ood_norm_frac" not in runs:
+        return ""
+    rows = runs[(runs["arm"] == arm) & runs["ood_norm_frac"].notna()]
+    flagged = rows[pd.to_numeric(rows["ood_norm_frac"], errors="coerce") > OOD_NORM_FRAC_LIMIT]
+    if flagged.empty:
+        return ""
+    return (
+        f" Warning: out of distribution in {len(flagged)} of {len(rows)} seeds (more than "
+        f"{OOD_NORM_FRAC_LIMIT:.0%} of fakes have a feature norm above the real 99th percentile):"
+        " there FID measures feature inflation, not quality."
+    )
 
 
 def _progress(analysis: stats.Analysis) -> tuple[int, int, list[tuple[str, int, str]]]:

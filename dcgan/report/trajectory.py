@@ -432,3 +432,25 @@ def for_results(results) -> dict[str, ArmTrajectory]:
     real = (results.floor or {}).get("precision", NAN)
     real = float(real) if real is not None else NAN
     return analyse_trajectories(fid, arms, results.baseline, budget, final_precision, real)
+
+
+# ---- a second feature space must agree ----------------------------------------------------
+def second_space_ratio(runs: pd.DataFrame, arm: str, baseline: str, column: str) -> LogInterval:
+    """arm / baseline of a final score in another feature space (e.g. fid_randcnn), paired by
+    seed over runs that completed in both arms."""
+    done = runs[runs["status"] == "completed"]
+    if column not in done:
+        return LogInterval(NAN, NAN, NAN, 0)
+    a = done[done["arm"] == arm].set_index("seed")[column]
+    b = done[done["arm"] == baseline].set_index("seed")[column]
+    common = a.index.intersection(b.index)
+    ratios = pd.to_numeric(a[common], errors="coerce") / pd.to_numeric(b[common], errors="coerce")
+    return log_t_interval(ratios.to_numpy(float))
+
+
+def spaces_agree(label: str, second: LogInterval) -> bool | None:
+    """A better/worse verdict stands only if the second space's ratio points the same way
+    (None: the second space was not scored)."""
+    if second.n == 0 or not math.isfinite(second.value) or label not in ("better", "worse"):
+        return None
+    return (second.value < 1) == (label == "better")

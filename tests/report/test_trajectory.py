@@ -142,3 +142,20 @@ def test_pairs_arms_with_different_snapshot_grids_by_kimg():
     assert deltas and all(64 <= d.kimg <= 320 for d in deltas)
     assert all(d.ratio.n == 5 for d in deltas)
     assert deltas[-1].ratio.value == pytest.approx(0.5, rel=0.1)
+
+
+def test_a_verdict_needs_the_second_feature_space_to_point_the_same_way():
+    runs = pd.DataFrame(
+        [
+            {"arm": arm, "seed": s, "status": "completed", "fid_randcnn": level * (1 + 0.05 * s)}
+            for arm, level in (("base", 100.0), ("a", 80.0), ("b", 120.0))
+            for s in range(5)
+        ]
+    )
+    a = tr.second_space_ratio(runs, "a", "base", "fid_randcnn")
+    b = tr.second_space_ratio(runs, "b", "base", "fid_randcnn")
+    assert a.value == pytest.approx(0.8) and b.value == pytest.approx(1.2)
+    assert tr.spaces_agree("better", a) is True
+    assert tr.spaces_agree("better", b) is False  # the other space says worse: no verdict
+    assert tr.spaces_agree("can't tell", b) is None
+    assert tr.second_space_ratio(runs, "a", "base", "fid_missing").n == 0
