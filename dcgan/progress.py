@@ -140,7 +140,7 @@ class AblationMonitor:
 
             self._bar = tqdm(
                 total=snap.total, initial=snap.done, file=sys.stderr, dynamic_ncols=True,
-                bar_format="{desc} |{bar:12}| {postfix}", desc=self.label, leave=True,
+                bar_format=self.label + " {n_fmt}/{total_fmt} runs |{bar:12}| {desc}", leave=True,
             )  # fmt: skip
         self._thread = threading.Thread(target=self._loop, name="dcgan-progress", daemon=True)
         self._thread.start()
@@ -254,7 +254,8 @@ class AblationMonitor:
         line = format_line(self.label, snap)
         if self._bar is not None:
             self._bar.n = snap.done
-            self._bar.set_postfix_str(
+            # the line without its "label k/N runs" head, which the bar shows itself
+            self._bar.set_description_str(
                 line.split(" · ", 1)[1] if " · " in line else "", refresh=False
             )
             self._bar.refresh()
