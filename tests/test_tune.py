@@ -371,3 +371,26 @@ def test_killed_worker_trial_is_retried_with_the_same_params(postgres, tmp_path,
     failed, retried = study.get_trials()
     assert failed.state == TrialState.FAIL and retried.state in FINISHED
     assert retried.params == killed.params and retried.system_attrs["failed_trial"] == killed.number
+
+
+def test_best_so_far_line_rounds_and_names_the_best_trial():
+    study = optuna.create_study(direction="minimize")
+    study.set_metric_names(["fid_mnist_1k"])
+    dist = {"lr_g": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)}
+    for lr, fid in ((0.000131234567891, 497.54321), (0.0002, 612.0)):
+        study.add_trial(
+            optuna.trial.create_trial(params={"lr_g": lr}, distributions=dist, value=fid)
+        )
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"lr_g": 0.0003}, distributions=dist, state=optuna.trial.TrialState.PRUNED
+        )
+    )
+    line = tune.best_so_far(study)
+    assert line == (
+        "3/3 trials finished (2 complete, 1 pruned) · best so far: trial 0, "
+        "fid_mnist_1k 497.5 (lr_g=0.000131)"
+    )
+    assert tune.format_params({"g_activation": "selu", "beta1": 0.87123456}) == (
+        "g_activation=selu, beta1=0.871"
+    )
