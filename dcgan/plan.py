@@ -49,6 +49,7 @@ class PlanRow:
     img_s: float = 0.0
     rate_source: str = ""
     est_s: float = 0.0  # seconds left for this run (0 when done)
+    replicate: bool = False  # an execution replicate (same arm and seed, another thread count)
 
     @property
     def kimg(self) -> float:
@@ -263,7 +264,8 @@ def plan_ablation(
             est = run_seconds(config, img_s, prof.extractor, prof.n_fake, steps_done)
         rows.append(
             PlanRow(run.arm, run.seed, run.config.hash(), run.config.total_steps,
-                    run.config.batch_size, status, steps_done, img_s, source, est)
+                    run.config.batch_size, status, steps_done, img_s, source, est,
+                    bool(getattr(run, "execution", 0)))
         )  # fmt: skip
     to_train = sum(r.status not in ("done", "trained") for r in rows)
     if workers is None:
@@ -286,7 +288,8 @@ def duration(seconds: float) -> str:
 
 def format_plan(plan: Plan) -> str:
     counts = {s: sum(r.status == s for r in plan.rows) for s in STATUS_ORDER}
-    w = max([3] + [len(r.arm) for r in plan.rows])
+    names = {id(r): r.arm + (" (replicate)" if r.replicate else "") for r in plan.rows}
+    w = max([3] + [len(n) for n in names.values()])
     lines = [
         f"{plan.name} [{plan.profile}]: {len(plan.rows)} runs planned, store {plan.store}",
         "",
@@ -299,7 +302,7 @@ def format_plan(plan: Plan) -> str:
         rate = f"{r.img_s:,.0f}" + ("*" if r.rate_source == "default" else "")
         est = "-" if r.status == "done" else duration(r.est_s)
         lines.append(
-            f"  {r.arm:<{w}} {r.seed:>4}  {r.config_hash[:8]:<8}  {r.steps:>6} x {r.batch_size:<5} "
+            f"  {names[id(r)]:<{w}} {r.seed:>4}  {r.config_hash[:8]:<8}  {r.steps:>6} x {r.batch_size:<5} "
             f"{r.kimg:>7.1f}  {rate:>6}  {est:>7}  {status}"
         )
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
