@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from . import store
+from . import scores, store
 from .atomic import atomic_write_bytes
 from .environment import git_commit, hardware, package_versions
 from .results import CURVE_COLUMNS, RUN_COLUMNS, AblationResults
@@ -52,7 +52,8 @@ def collect_results(
         if done:
             trial = done[0]
             result = trial.user_attrs.get("result", {})
-            scores = trial.user_attrs.get("scores", {})
+            rescored = _rescored(Path(paths.runs) / run.config.hash(), prof)
+            scores = rescored["final"] if rescored else trial.user_attrs.get("scores", {})
             row.update(
                 status=result.get("status", "completed"),
                 diverged_at_step=result.get("diverged_at_step"),
@@ -68,8 +69,8 @@ def collect_results(
                 {k: v for k, v in scores.items() if k not in row and k != "protocol"}
             )
             protocol = protocol or scores.get("protocol") or {}
-            floor = floor or trial.user_attrs.get("floor") or None
-            curves += _curve_rows(run, trial, storage, artifact_dir)
+            floor = floor or (rescored or {}).get("floor") or trial.user_attrs.get("floor") or None
+            curves += _curve_rows(run, trial, storage, artifact_dir, rescored)
             grids[(run.arm, run.seed)] = _grid_files(trial, storage, artifact_dir)
         runs.append(row)
     score_columns = sorted({k for r in runs for k in r} - set(RUN_COLUMNS))
@@ -145,11 +146,37 @@ def _budget(planned) -> str:
     return "; ".join(sorted(parts))
 
 
-def _curve_rows(run, trial, storage, artifact_dir: Path) -> list[dict]:
+def _rescored(run_dir: Path, prof) -> dict | None:
+    """Scores re-read from the run folder, when it is on this machine and holds current-protocol
+    records in every feature space of the profile: re-running evaluation alone (`dcgan score
+    RUN_DIR --extractor ...`) updates the table and report without touching the store."""
+    if not (run_dir / "scores.jsonl").exists():
+        return None
+    from .metrics.fidelity import read_scores, select
+
+    extractors = list(prof.extractors or (prof.extractor,))
+    records = [
+        r
+        for r in select(read_scores(run_dir))
+        if r["metric"].startswith("modes")
+        or prof.n_fake in (r["protocol"].get("n_fake"), r["protocol"].get("n"))
+    ]
+    if not all(
+        any(r["metric"] == "fid" and r["extractor"] == e for r in records) for e in extractors
+    ):
+        return None
+    return scores.summarise(records, extractors)
+
+
+def _curve_rows(
+    run, trial, storage, artifact_dir: Path, rescored: dict | None = None
+) -> list[dict]:
     arm, seed, per_kimg = run.arm, run.seed, run.config.batch_size / 1000
     rows = []
-    primary = (trial.user_attrs.get("scores") or {}).get("protocol", {}).get("extractor")
-    for step, kimg, metric, extractor, value in trial.user_attrs.get("score_rows", []):
+    final = rescored["final"] if rescored else trial.user_attrs.get("scores") or {}
+    primary = final.get("protocol", {}).get("extractor")
+    score_rows = rescored["rows"] if rescored else trial.user_attrs.get("score_rows", [])
+    for step, kimg, metric, extractor, value in score_rows:
         names = [f"{metric}_{extractor}"] + ([metric] if extractor == primary else [])
         rows += [
             {"arm": arm, "seed": seed, "step": step, "kimg": kimg, "metric": m, "value": value}

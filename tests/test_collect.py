@@ -1,0 +1,54 @@
+"""The store stage re-reads a run's scores from its folder when evaluation was re-run alone."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from dcgan import collect
+from dcgan.metrics import fidelity
+
+
+def _records(extractor: str, fid_by_step: dict[int, float], n_fake: int = 1000) -> list[dict]:
+    protocol = {"id": f"p-{extractor}", "version": fidelity.PROTOCOL_VERSION, "n_fake": n_fake,
+                "extractor": extractor}  # fmt: skip
+    return [
+        fidelity._record(
+            "fid", extractor, f"fid_{extractor}_1k", v, s, s * 0.064, "generator", protocol
+        )
+        for s, v in fid_by_step.items()
+    ] + [
+        fidelity._record(
+            "fid", extractor, f"fid_{extractor}_1k", 1.1, None, None, "floor", protocol
+        )
+    ]
+
+
+def _run_dir(tmp_path, records):
+    (tmp_path / "config.json").write_text(json.dumps({"batch_size": 64}))
+    (tmp_path / "scores.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return tmp_path
+
+
+def test_rescored_run_gives_every_feature_space_at_the_last_good_snapshot(tmp_path):
+    run_dir = _run_dir(
+        tmp_path,
+        _records("mnist", {250: 40.0, 500: 20.0, 750: float("nan")})
+        + _records("randcnn", {250: 9.0, 500: 5.0, 750: 4.0}),
+    )
+    prof = SimpleNamespace(extractors=("mnist", "randcnn"), extractor="mnist", n_fake=1000)
+    summary = collect._rescored(run_dir, prof)
+    final = summary["final"]
+    assert final["scored_step"] == 500  # the last snapshot with a finite primary FID
+    assert final["fid"] == 20.0 and final["fid_mnist"] == 20.0 and final["fid_randcnn"] == 5.0
+    assert summary["floor"]["fid"] == 1.1
+    assert [r[0] for r in summary["rows"] if r[3] == "randcnn"] == [250, 500, 750]
+
+
+def test_a_run_not_rescored_in_every_space_keeps_the_store_scores(tmp_path):
+    run_dir = _run_dir(tmp_path, _records("mnist", {250: 40.0}))
+    prof = SimpleNamespace(extractors=("mnist", "randcnn"), extractor="mnist", n_fake=1000)
+    assert collect._rescored(run_dir, prof) is None
+    other_n = SimpleNamespace(extractors=("mnist",), extractor="mnist", n_fake=200)
+    assert collect._rescored(run_dir, other_n) is None  # another protocol's N: not this table's
+    assert collect._rescored(tmp_path / "absent", prof) is None
