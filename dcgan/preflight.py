@@ -41,6 +41,14 @@ def check_run(spec, run, n_images: int, n_fake: int | None) -> None:
                 f"{where}: device='cuda' but this machine has no CUDA device; "
                 "use device='auto' (a GPU when there is one) or 'cpu'"
             )
+    if cfg.amp == "bf16":
+        import torch
+
+        if cfg.device == "cpu" or not torch.cuda.is_available():
+            raise ConfigError(
+                f"{where}: amp='bf16' needs a CUDA device (on this CPU it would train fp32 under "
+                "another run identity); use amp='off' here"
+            )
     if n_fake is not None and not (2 <= n_fake <= n_images - 2):
         raise ConfigError(
             f"{spec.path}: n_fake={n_fake}: scoring holds out n_fake real images and needs at "

@@ -109,8 +109,6 @@ def check_structure(path: Path, raw: dict) -> None:
     for key in ("question", "base_recipe", "baseline"):
         if key in raw and not isinstance(raw[key], str):
             raise _error(path, key, f"must be a string, got {raw[key]!r:.60}")
-    if "scoring" in raw:
-        _table(path, "scoring", raw["scoring"])
     sources = raw.get("sources", [])
     if not isinstance(sources, list):
         raise _error(

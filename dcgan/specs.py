@@ -41,7 +41,6 @@ SPEC_KEYS = {
     "claims",
     "profiles",
     "arms",
-    "scoring",
     "equivalence_margin",
 }
 CLAIM_KEYS = {

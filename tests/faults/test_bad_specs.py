@@ -258,7 +258,11 @@ MORE_BAD_SPECS = [
         'question = 3\nbase_recipe = "cpu_default"\nbaseline = "a"\n' + TWO,
         ["question", "string"],
     ),
-    ("scoring as a number", HEAD + "scoring = 3\n" + TWO, ["scoring", "table"]),
+    (
+        "scoring (accepted and ignored until session 3)",
+        HEAD + "scoring = 3\n" + TWO,
+        ["scoring", "unknown key"],
+    ),
     ("empty file", "", ["question", "required"]),
     ("a bare value", "42", ["not valid TOML"]),
     ("deeply nested arrays", HEAD + "x = " + "[" * 3000 + "]" * 3000 + "\n", ["not valid TOML"]),
@@ -375,6 +379,16 @@ def test_cuda_without_a_gpu_fails_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="device='cuda' but this machine has no CUDA device"):
         _ablate(tmp_path, HEAD + '[arms.a]\ndevice = "cuda"\n')
+
+
+@pytest.mark.fault("specs")
+def test_bf16_without_a_gpu_fails_before_training(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    arm = '[arms.a]\namp = "bf16"\nloss = "bce_logits"\n'
+    with pytest.raises(ConfigError, match="amp='bf16' needs a CUDA device"):
+        _ablate(tmp_path, HEAD + arm)
 
 
 @pytest.mark.fault("specs")
