@@ -39,6 +39,7 @@ SUMMARIES = {
     "inception": "show (and build offline) the Inception weights FID/KID use",
     "train-classifier": "retrain the MNIST classifier behind the `mnist` extractor",
     "build-extractor": "build a second MNIST-family feature space's weights (randcnn, ae)",
+    "choose-budget": "read a spec's pilot from the store and choose its budget by the declared rule",
     "gpu-check": "on a CUDA machine: speed and equivalence checks, results/gpu-check.json",
 }
 
@@ -246,6 +247,15 @@ def add_build_extractor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="weights file (default: the committed one)")
 
 
+def add_choose_budget_arguments(p: argparse.ArgumentParser) -> None:
+    """Mirrors dcgan.budget.command_choose_budget."""
+    p.add_argument("name", help="an ablation spec whose pilot profile has been run")
+    p.add_argument("--profile", default="pilot", help="the pilot profile")
+    p.add_argument("--storage", default=None, help="store URL (default: results/store.db)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+    p.add_argument("--docs", type=Path, default=Path("docs"), help="where the page goes")
+
+
 def add_tune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("space", help="a search space in the specs folder (tune_*.toml) or a .toml file")
     p.add_argument(
@@ -335,6 +345,11 @@ PARSERS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], str]] = {
         "Build the weights of a second MNIST-family feature space offline: `randcnn` (random-init\n"
         "CNN, the default second space) or `ae` (autoencoder encoder; fails the metric sanity\n"
         "suite, see docs/metrics.md). Prints the sha256 to record in dcgan/metrics/feature_nets.py.",
+    ),
+    "choose-budget": (
+        add_choose_budget_arguments,
+        "Read a spec's pilot (`dcgan ablate SPEC --profile pilot`) from the store and choose the\n"
+        "budget by the rule in dcgan/budget.py; writes DOCS/pilot/SPEC.md and its FID plot.",
     ),
     "gpu-check": (
         add_gpu_check_arguments,
@@ -515,6 +530,7 @@ COMMANDS = {
     "inception": _delegate("dcgan.metrics.inception", "command_inception"),
     "train-classifier": _delegate("dcgan.metrics.mnist_net", "command_train_classifier"),
     "build-extractor": _delegate("dcgan.metrics.feature_nets", "command_build_extractor"),
+    "choose-budget": _delegate("dcgan.budget", "command_choose_budget"),
     "tune": _delegate("dcgan.tune", "command_tune"),
     "dashboard": _delegate("dcgan.tune", "command_dashboard"),
     "gpu-check": _gpu_check,

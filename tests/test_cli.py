@@ -140,6 +140,7 @@ def _module_parser(monkeypatch, command):
         "inception": ("dcgan.metrics.inception", "command_inception"),
         "train-classifier": ("dcgan.metrics.mnist_net", "command_train_classifier"),
         "build-extractor": ("dcgan.metrics.feature_nets", "command_build_extractor"),
+        "choose-budget": ("dcgan.budget", "command_choose_budget"),
     }[command]
     func = getattr(importlib.import_module(module), function)
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", fake)
@@ -156,7 +157,9 @@ def _options(parser) -> dict:
     }
 
 
-@pytest.mark.parametrize("command", ["score", "inception", "train-classifier", "build-extractor"])
+@pytest.mark.parametrize(
+    "command", ["score", "inception", "train-classifier", "build-extractor", "choose-budget"]
+)
 def test_delegated_commands_accept_what_their_help_shows(monkeypatch, command):
     """cli.py mirrors the metrics modules' parsers so that --help imports nothing heavy."""
     theirs = _options(_module_parser(monkeypatch, command))
