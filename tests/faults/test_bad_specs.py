@@ -66,7 +66,7 @@ BAD_SPECS = [
     (
         "bad extractor",
         HEAD + GOOD_ARMS + '[profiles.cpu]\nextractor = "vgg"\n',
-        ["profiles.cpu.extractor", "mnist, inception"],
+        ["profiles.cpu.extractor", "'vgg' is not valid", "mnist", "inception"],
     ),
     ("empty seeds", HEAD + GOOD_ARMS + "[profiles.cpu]\nseeds = []\n", ["profiles.cpu.seeds"]),
     ("negative seed", HEAD + GOOD_ARMS + "[profiles.cpu]\nseeds = [-1]\n", ["profiles.cpu.seeds"]),

@@ -84,7 +84,8 @@ def _check(url: str, killed):
     keys = [(t.user_attrs["arm"], int(t.user_attrs["seed"])) for t in done]
     assert len(keys) == 8 and len(set(keys)) == 8, keys  # none lost, none twice
     workers = {t.user_attrs["owner"]["pid"] for t in done}
-    assert len(workers) >= 2
+    # --workers 4 is capped by the cores (2 here): with one killed, one may do the rest
+    assert len(workers) >= (1 if killed is not None else 2)
     if killed is not None:
         retried = [
             t for t in trials if (t.user_attrs.get("arm"), t.user_attrs.get("seed")) == killed
@@ -95,22 +96,24 @@ def _check(url: str, killed):
 
 
 @pytest.mark.slow
+@pytest.mark.fault("kill/resume/concurrency", n=8)
 @pytest.mark.parametrize("kill_one", [False, True])
-def test_four_workers_on_embedded_store(tmp_path, kill_one, case):
+def test_four_workers_on_embedded_store(tmp_path, kill_one):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     killed = _ablate(tmp_path, url, kill_one)
-    n = _check(url, killed)
-    case("kill/resume/concurrency", n)  # runs, none lost or duplicated
+    assert killed is not None or not kill_one, "no worker was caught training"
+    _check(url, killed)
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
+@pytest.mark.fault("kill/resume/concurrency", n=8)
 @pytest.mark.parametrize("kill_one", [False, True])
-def test_four_workers_on_postgresql(tmp_path, postgres, kill_one, case):  # noqa: F811
+def test_four_workers_on_postgresql(tmp_path, postgres, kill_one):  # noqa: F811
     url = postgres
     # one database per case: drop the previous case's study
     for s in optuna.get_all_study_summaries(store.open_storage(url)):
         optuna.delete_study(study_name=s.study_name, storage=store.open_storage(url))
     killed = _ablate(tmp_path, url, kill_one)
-    n = _check(url, killed)
-    case("kill/resume/concurrency", n)  # runs, none lost or duplicated
+    assert killed is not None or not kill_one, "no worker was caught training"
+    _check(url, killed)
