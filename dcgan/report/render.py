@@ -151,6 +151,32 @@ def _ood_warning(results: AblationResults, arm: str) -> str:
     )
 
 
+SCORE_TABLE_METRICS = (
+    "fid", "kid", "precision", "recall", "density", "coverage", "ood_norm_frac",
+)  # fmt: skip
+CLASS_METRICS = ("classes_covered", "class_kl")
+
+
+def score_table(results: AblationResults, arms: list[str]) -> dict:
+    """Every final score per arm and feature space (mean over scored seeds, with n): the columns
+    come from the tidy table (`<metric>_<extractor>`), so a new metric or space shows up here."""
+    runs = results.runs[results.runs["status"].isin(("completed", "diverged"))]
+    spaces = sorted(
+        {c.split("_")[-1] for c in runs.columns if c.startswith("fid_") and c != "fid_metric"}
+    )
+    columns = [(f"{m} ({e})", f"{m}_{e}") for e in spaces for m in SCORE_TABLE_METRICS]
+    columns += [(m.replace("_", " "), m) for m in CLASS_METRICS]
+    columns = [(label, c) for label, c in columns if c in runs and runs[c].notna().any()]
+    rows = []
+    for arm in arms:
+        cells = []
+        for _, c in columns:
+            values = pd.to_numeric(runs[runs["arm"] == arm][c], errors="coerce").dropna()
+            cells.append((float(values.mean()), len(values)) if len(values) else (float("nan"), 0))
+        rows.append((arm, cells))
+    return {"columns": [label for label, _ in columns], "rows": rows}
+
+
 def _progress(analysis: stats.Analysis) -> tuple[int, int, list[tuple[str, int, str]]]:
     """(runs done, runs expected, [(arm, seed, status)] not done)."""
     unfinished = [(a.arm, seed, status) for a in analysis.arms for seed, status in a.unfinished]
@@ -200,6 +226,7 @@ def render_report(
             claims=verdicts.claim_verdicts(results, analysis),
             figures=_figures(results, names, trajectories),
             trajectories=trajectories,
+            all_scores=score_table(results, names),
             rules=trajectory.RULES,
             samples={a.arm: _samples(results, a) for a in analysis.arms},
             no_data=[a.arm for a in analysis.arms if not a.done_seeds],
