@@ -240,7 +240,9 @@ def export_table(results: AblationResults, paths) -> Path:
         Path(paths.tables)
         / f"{results.name.removesuffix('-' + results.profile)}-{results.profile}.csv"
     )
-    frame = results.runs.copy()
+    from .spec_checks import csv_safe
+
+    frame = csv_safe(results.runs)  # no text cell can run as a spreadsheet formula
     frame.insert(0, "ablation", results.name)
     frame.insert(1, "profile", results.profile)
     buffer = io.StringIO()

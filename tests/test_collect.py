@@ -52,3 +52,14 @@ def test_a_run_not_rescored_in_every_space_keeps_the_store_scores(tmp_path):
     other_n = SimpleNamespace(extractors=("mnist",), extractor="mnist", n_fake=200)
     assert collect._rescored(run_dir, other_n) is None  # another protocol's N: not this table's
     assert collect._rescored(tmp_path / "absent", prof) is None
+
+
+def test_exported_table_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
+    from tests.report.conftest import build_results
+
+    results = build_results(tmp_path / "grids")
+    results.runs.loc[0, "divergence_reason"] = '=HYPERLINK("http://x")'
+    paths = SimpleNamespace(tables=tmp_path / "tables", runs=tmp_path / "runs")
+    out = collect.export_table(results, paths)
+    text = out.read_text()
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text
