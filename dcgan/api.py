@@ -63,7 +63,7 @@ def load_results(
 
     from . import store
     from .collect import collect_results, factor_values, store_error
-    from .runner import Paths, study_name
+    from .locations import Paths, study_name
     from .specs import load_spec
 
     paths = Paths(results_dir(results), reports_dir())

@@ -153,7 +153,7 @@ def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> tuple:
     from optuna.trial import TrialState
 
     from . import store
-    from .runner import study_name
+    from .locations import study_name
     from .specs import load_spec
 
     spec = load_spec(name)
@@ -185,7 +185,7 @@ def command_choose_budget(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("results"), help="results folder")
     parser.add_argument("--docs", type=Path, default=Path("docs"), help="where the page goes")
     args = parser.parse_args(argv)
-    from .runner import Paths
+    from .locations import Paths
 
     spec, fid, done = pilot_fid(args.name, args.profile, args.storage, Paths(args.results))
     arms = [a for a in spec.arms if a in set(fid["arm"])]

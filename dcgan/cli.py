@@ -397,7 +397,7 @@ def command_parser(name: str) -> argparse.ArgumentParser:
 # ---- commands ------------------------------------------------------------------------------
 def _paths(args: argparse.Namespace):
     """The results/reports folders of this command; the data cache follows --results."""
-    from .runner import Paths
+    from .locations import Paths
 
     results = Path(args.results)
     if "DCGAN_CACHE_DIR" not in os.environ:

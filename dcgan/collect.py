@@ -275,8 +275,8 @@ def summaries(storage, paths) -> list[dict]:
 def render_from_store(
     names: list[str], profile: str, storage_url: str | None, paths=None
 ) -> list[Path]:
+    from .locations import Paths, study_name
     from .report import render_index, render_report
-    from .runner import Paths, study_name
 
     paths = paths or Paths()
     url = storage_url or paths.default_storage

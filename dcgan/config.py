@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .errors import ConfigError  # noqa: F401 (re-exported: dcgan.config.ConfigError)
+
 # The single table of choices: config validation, the CLI help and the docs read it.
 CHOICES: dict[str, tuple] = {
     "image_size": (32, 64, 128),
@@ -35,10 +37,6 @@ CHOICES: dict[str, tuple] = {
     "device": ("auto", "cpu", "cuda"),
     "amp": ("off", "bf16"),
 }
-
-
-class ConfigError(ValueError):
-    """A config, recipe, override or spec that cannot be run, with where and what is valid."""
 
 
 @dataclass(frozen=True)

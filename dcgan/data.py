@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import IntegrityError, atomic_write_text, load_verified, quarantine, save_with_checksum
-from .config import ConfigError
+from .errors import ConfigError
 
 log = logging.getLogger("dcgan")
 

@@ -11,7 +11,9 @@ Light on purpose (standard library only): the command line's `--help` reads it.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 ABLATIONS_ENV = "DCGAN_ABLATIONS"
@@ -45,3 +47,43 @@ def results_dir(value: str | Path | None = None) -> Path:
 
 def reports_dir(value: str | Path | None = None) -> Path:
     return Path(value or os.environ.get(REPORTS_ENV) or "reports")
+
+
+ABLATIONS_DIR = ablations_dir()  # as dcgan.specs sees it
+
+
+@dataclass(frozen=True)
+class Paths:
+    results: Path = Path("results")
+    reports: Path = Path("reports")
+
+    @property
+    def runs(self) -> Path:
+        return self.results / "runs"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.results / "artifacts"
+
+    @property
+    def tables(self) -> Path:
+        return self.results / "tables"
+
+    @property
+    def default_storage(self) -> str:
+        return f"sqlite:///{self.results / 'store.db'}"
+
+
+def spec_name(spec) -> str:
+    """A built-in spec (ablations/NAME.toml) is NAME; a spec file anywhere else is NAME-<8 hex
+    digits of its resolved path>, so `ablate elsewhere/loss.toml` never takes over the built-in
+    `loss` study, report page or table."""
+    path = Path(spec.path).resolve()
+    if path.parent == Path(ABLATIONS_DIR).resolve():
+        return path.stem
+    return f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
+def study_name(spec, profile: str, data: str | None) -> str:
+    spec.name = spec_name(spec)  # the study, the report page and the table share one name
+    return f"ablate/{spec.name}/{profile}" + (f"/{data}" if data else "")

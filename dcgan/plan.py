@@ -217,7 +217,7 @@ def plan_ablation(
     storage_url: str | None = None,
 ) -> Plan:
     from . import store
-    from .runner import Paths, study_name
+    from .locations import Paths, study_name
     from .specs import load_spec
 
     paths = paths or Paths()

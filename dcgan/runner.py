@@ -9,7 +9,6 @@ finished ablation re-runs in seconds and trains nothing.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import math
 import multiprocessing
@@ -27,32 +26,11 @@ from . import dashboard, integrity, preflight, progress, scores, store
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .faults import crash_point
+from .locations import Paths, spec_name, study_name  # noqa: F401 (re-exported)
 from .specs import AblationSpec, load_spec
 from .train import read_metrics, train
 
 CURVE_POINTS = 200  # loss curves are averaged down to at most this many points per run
-
-
-@dataclass(frozen=True)
-class Paths:
-    results: Path = Path("results")
-    reports: Path = Path("reports")
-
-    @property
-    def runs(self) -> Path:
-        return self.results / "runs"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.results / "artifacts"
-
-    @property
-    def tables(self) -> Path:
-        return self.results / "tables"
-
-    @property
-    def default_storage(self) -> str:
-        return f"sqlite:///{self.results / 'store.db'}"
 
 
 @dataclass(frozen=True)
@@ -68,23 +46,6 @@ class WorkerJob:
     worker: int = 0
 
 
-def spec_name(spec: AblationSpec) -> str:
-    """A built-in spec (ablations/NAME.toml) is NAME; a spec file anywhere else is NAME-<8 hex
-    digits of its resolved path>, so `ablate elsewhere/loss.toml` never takes over the built-in
-    `loss` study, report page or table."""
-    from .specs import ABLATIONS_DIR
-
-    path = Path(spec.path).resolve()
-    if path.parent == Path(ABLATIONS_DIR).resolve():
-        return path.stem
-    return f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
-
-
-def study_name(spec: AblationSpec, profile: str, data: str | None) -> str:
-    spec.name = spec_name(spec)  # the study, the report page and the table share one name
-    return f"ablate/{spec.name}/{profile}" + (f"/{data}" if data else "")
-
-
 def run_ablation(
     name: str,
     profile: str = "cpu",
@@ -93,7 +54,7 @@ def run_ablation(
     data: str | None = None,
     workers: int | None = 1,
     storage_url: str | None = None,
-    paths: Paths = Paths(),
+    paths: Paths = Paths(),  # noqa: B008 (frozen dataclass)
     report: bool = True,
     log=print,
     show_progress: bool | None = None,

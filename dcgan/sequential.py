@@ -283,7 +283,7 @@ def load_results(name: str, profile: str, seeds: list[int], data, storage_url, p
 
     from . import store
     from .collect import collect_results
-    from .runner import study_name
+    from .locations import study_name
     from .specs import load_spec
 
     spec = load_spec(name)
