@@ -439,9 +439,3 @@ def main(
     log(format_table(rows))
     log(f"\n{len(rows)} rows in {summary['wall_s']:.0f} s; written to {out}")
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    from .cli import main as cli_main
-
-    sys.exit(cli_main(["gpu-check", *sys.argv[1:]]))
