@@ -20,7 +20,9 @@ def test_randcnn_is_registered_with_torch_fidelity_and_matches_the_net(mnist):
     (through_fidelity,) = extractor(images)
     direct = feature_nets.load_net("randcnn")(feature_nets.to_input(images))
     assert through_fidelity.shape == (64, 128)
-    assert torch.equal(through_fidelity, direct)
+    # the extractor runs the net channels_last (faster on CPU): the same features up to the
+    # order of float additions, far below anything a score can show
+    assert torch.allclose(through_fidelity, direct, rtol=1e-5, atol=1e-4)
     # standardised on the reference digits: about unit scale on real digits
     assert 0.5 < float(through_fidelity.std()) < 2.0
     # RGB is read as its mean, like the mnist extractor
