@@ -2,6 +2,12 @@
 
 This is the only place that reads ablation results out of Optuna, so `dcgan report`
 re-renders any ablation, finished or part done, without training anything.
+
+Provenance: each finished run's own record of where it trained (its result's `provenance`,
+from the store or, failing that, its run folder's result.json) goes into
+`setup["provenance"]` as the set of environments across runs (`environment.summarise`); runs
+that recorded none count as not recorded. The machine collecting the results is stamped
+apart, as the one that rendered the report.
 """
 
 from __future__ import annotations
@@ -14,10 +20,10 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from . import scores, store
+from . import environment, scores, store
 from .atomic import atomic_write_bytes
-from .environment import git_commit, hardware, package_versions
 from .results import CURVE_COLUMNS, RUN_COLUMNS, AblationResults
+from .rundir import CURVES, RunDir, grid_step
 from .specs import AblationSpec, load_spec
 
 
@@ -35,6 +41,7 @@ def collect_results(
     grouped = store.trials_by_key(study)
     artifact_dir = Path(paths.artifacts)
     runs, curves, grids = [], [], {}
+    provenance: list[dict | None] = []  # one per finished run: where it trained, if recorded
     protocol: dict = {}
     floor: dict | None = None
     replicates = [r for r in planned if r.execution]
@@ -52,7 +59,9 @@ def collect_results(
         if done:
             trial = done[0]
             result = trial.user_attrs.get("result", {})
-            rescored = _rescored(Path(paths.runs) / run.config.hash(), prof)
+            run_dir = RunDir(Path(paths.runs) / run.config.hash())
+            provenance.append(run_provenance(result, run_dir))
+            rescored = _rescored(run_dir, prof)
             scores = rescored["final"] if rescored else trial.user_attrs.get("scores", {})
             row.update(
                 status=result.get("status", "completed"),
@@ -89,11 +98,12 @@ def collect_results(
         "seeds": ", ".join(str(s) for s in sorted({r.seed for r in planned})),
         "budget": _budget(planned),
         "base recipe": spec.base_recipe,
-        "hardware": study.user_attrs.get("hardware") or hardware(),
-        "packages": ", ".join(f"{k} {v}" for k, v in package_versions().items()),
-        "git commit": git_commit(),
+        "provenance": environment.summarise(provenance),  # where the runs trained
         "store": store.redact(str(getattr(storage, "url", ""))),
+        **rendered_on(),
     }
+    if study.user_attrs.get("hardware"):
+        setup["hardware (recorded on the study)"] = study.user_attrs["hardware"]
     return AblationResults(
         name=page_name(spec.name, profile), question=spec.question, profile=profile, baseline=spec.baseline,
         arms={name: {**arm.overrides, **({"recipe": arm.recipe} if arm.recipe else {})} for name, arm in spec.arms.items()},
@@ -146,11 +156,33 @@ def _budget(planned) -> str:
     return "; ".join(sorted(parts))
 
 
-def _rescored(run_dir: Path, prof) -> dict | None:
+def run_provenance(result: dict, run_dir: RunDir | Path | None = None) -> dict | None:
+    """Where a finished run trained, as it recorded it: its stored result's provenance, else
+    the one in its folder's result.json (when the folder is on this machine); None if neither
+    (a run trained before runs recorded it). Never filled in from the machine reading it."""
+    recorded = (result or {}).get("provenance")
+    if recorded is None and run_dir is not None:
+        recorded = RunDir.of(run_dir).provenance()
+    return recorded if isinstance(recorded, dict) else None
+
+
+def rendered_on() -> dict[str, str]:
+    """The machine collecting the results now (the report's renderer), labelled as such: not
+    where the runs trained (that is setup['provenance'])."""
+    packages = ", ".join(f"{k} {v}" for k, v in environment.package_versions().items())
+    return {
+        "rendered on (this machine, not the runs')": environment.hardware(),
+        "rendered with packages": packages,
+        "rendered at git commit": environment.git_commit(),
+    }
+
+
+def _rescored(run_dir: Path | RunDir, prof) -> dict | None:
     """Scores re-read from the run folder, when it is on this machine and holds current-protocol
     records in every feature space of the profile: re-running evaluation alone (`dcgan score
     RUN_DIR --extractor ...`) updates the table and report without touching the store."""
-    if not (run_dir / "scores.jsonl").exists():
+    run_dir = RunDir.of(run_dir)
+    if not run_dir.scores.exists():
         return None
     from .metrics.fidelity import read_scores, select
 
@@ -195,7 +227,7 @@ def _curve_rows(
                     "value": value,
                 }
             )
-    path = _artifact_path(trial, storage, artifact_dir, "curves.json")
+    path = _artifact_path(trial, storage, artifact_dir, CURVES)
     if path is not None:
         curves = json.loads(path.read_text())
         steps = curves.get("step", [])
@@ -227,10 +259,11 @@ def _grid_files(trial, storage, artifact_dir: Path) -> list[tuple[int, Path]]:
     """FileSystemArtifactStore keeps each artifact as a file named by its id: link, don't copy."""
     grids = []
     for meta in optuna.artifacts.get_all_artifact_meta(trial, storage=storage):
-        if meta.filename.startswith("step_") and meta.filename.endswith(".png"):
+        step = grid_step(meta.filename)  # artifacts keep the run folder's file name
+        if step is not None:
             path = artifact_dir / meta.artifact_id
             if path.exists():
-                grids.append((int(meta.filename[5:-4]), path))
+                grids.append((step, path))
     return sorted(grids)
 
 

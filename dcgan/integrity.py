@@ -14,7 +14,7 @@ A damaged file moves to <run>/quarantine/ (kept, never deleted) with a message, 
 held is rebuilt: training resumes from the last good checkpoint or restarts (a run is
 deterministic for its config and thread count), scores are recomputed. A damaged snapshot
 cannot be re-made by resuming, so it sends the run back to step 0 (its checkpoint, result and
-scores are quarantined with it).
+scores are quarantined with it). File names and layout are `dcgan.rundir.RunDir`'s.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import json
 import logging
 from pathlib import Path
 
-from .atomic import IntegrityError, atomic_write_json, atomic_write_text, load_verified, quarantine
+from .atomic import IntegrityError, load_verified
 from .config import RunConfig
+from .rundir import RunDir
 
 log = logging.getLogger("dcgan")
 
@@ -51,20 +52,19 @@ def _lines(path: Path) -> tuple[list[str], list[int]]:
     return good, bad
 
 
-def repair_run_dir(run_dir: Path | str, cfg: RunConfig) -> list[str]:
+def repair_run_dir(run_dir: Path | str | RunDir, cfg: RunConfig) -> list[str]:
     """Quarantine the damaged files of a run folder; returns one message per repair."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    run = RunDir.of(run_dir)
+    if not run.exists():
         return []
-    into = run_dir / "quarantine"
     identity = cfg.hash()
     messages: list[str] = []
 
     def bad(path: Path, why: str, then: str) -> None:
-        if quarantine(path, why, into) is not None:
+        if run.quarantine(path, why) is not None:
             messages.append(f"{path}: {why}; quarantined, {then}")
 
-    config = run_dir / "config.json"
+    config = run.config
     if config.exists():
         try:
             ok = RunConfig.from_dict(_json(config), where=str(config)).hash() == identity
@@ -72,10 +72,10 @@ def repair_run_dir(run_dir: Path | str, cfg: RunConfig) -> list[str]:
             ok = False
         if not ok:
             bad(config, "not this run's config", "rewritten from the planned config")
-            atomic_write_json(config, cfg.to_dict())
+            run.write_config(cfg)
 
     restart = False
-    for snapshot in sorted((run_dir / "snapshots").glob("G_step_*.pt")):
+    for snapshot in run.snapshots().values():
         try:
             state = load_verified(snapshot)
             if not isinstance(state, dict):
@@ -84,7 +84,7 @@ def repair_run_dir(run_dir: Path | str, cfg: RunConfig) -> list[str]:
             bad(snapshot, str(err).removeprefix(f"{snapshot}: "), "the run re-trains from step 0")
             restart = True
 
-    checkpoint = run_dir / "checkpoint.pt"
+    checkpoint = run.checkpoint
     if checkpoint.exists():
         why = None
         try:
@@ -99,7 +99,7 @@ def repair_run_dir(run_dir: Path | str, cfg: RunConfig) -> list[str]:
             bad(checkpoint, why or "its snapshots are damaged", "the run re-trains from step 0")
             restart = True
 
-    result = run_dir / "result.json"
+    result = run.result
     if result.exists():
         try:
             saved = _json(result)
@@ -117,7 +117,7 @@ def repair_run_dir(run_dir: Path | str, cfg: RunConfig) -> list[str]:
                 "re-trained",
             )
 
-    scores = run_dir / "scores.jsonl"
+    scores = run.scores
     if scores.exists():
         try:
             _, broken = _lines(scores)
@@ -127,7 +127,7 @@ def repair_run_dir(run_dir: Path | str, cfg: RunConfig) -> list[str]:
             why = f"unreadable line(s) {broken[:5]}" if broken else "its snapshots are damaged"
             bad(scores, why, "every snapshot is re-scored")
 
-    metrics = run_dir / "metrics.jsonl"
+    metrics = run.metrics
     if metrics.exists():
         lines = metrics.read_text(encoding="utf-8", errors="replace").splitlines()
         good, broken = [], []
@@ -140,7 +140,7 @@ def repair_run_dir(run_dir: Path | str, cfg: RunConfig) -> list[str]:
         if broken and broken != [
             len(lines)
         ]:  # a last line cut by a kill is normal: resume drops it
-            atomic_write_text(metrics, "".join(line + "\n" for line in good))
+            run.rewrite_metric_lines(good)
             messages.append(f"{metrics}: dropped unreadable line(s) {broken[:5]}")
             log.warning("%s: dropped unreadable line(s) %s", metrics, broken[:5])
     return messages

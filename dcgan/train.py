@@ -9,14 +9,12 @@ tests/test_fastpath.py: the dataset sits in memory as uint8 and is normalised pe
 (no decode, no DataLoader); per-step values stay on the device and are read every
 `log_every` steps; channels_last; D's weight gradients are not computed in the G step.
 
-Run directory layout (every file written atomically, except metrics.jsonl which is
-append-only and truncated back to the checkpoint on resume):
-    config.json            the RunConfig
-    metrics.jsonl          one row per step: losses, D(x), D(G(z)), lr, grad norms
-    grids/step_XXXXXXX.png samples from fixed noise
-    snapshots/G_step_XXXXXXX.pt   generator weights for FID-over-training
-    checkpoint.pt          everything needed to resume bit-identically
-    result.json            written last: completed or diverged, timings, final losses
+The run directory's files and their layout belong to `dcgan.rundir.RunDir` (every file written
+atomically, except metrics.jsonl which is append-only and truncated back to the checkpoint on
+resume). result.json, written last, holds the outcome, timings, final losses and where the
+run was trained (`provenance`: hardware, package versions, git commit, torch threads, from
+`dcgan.environment`; one entry per distinct environment a resumed run trained in). Grids are
+drawn under the one sampling policy (`dcgan.sampling.sample`) that FID and mode counts use.
 """
 
 from __future__ import annotations
@@ -31,12 +29,14 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from .atomic import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text
+from . import environment
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .faults import crash_point
 from .losses import discriminator_loss, generator_loss, probability
-from .models import Discriminator, Generator, build_models, generate, sub_seed
+from .models import Discriminator, Generator, build_models, sub_seed
+from .rundir import RunDir
+from .sampling import sample
 from .schedules import lr_multiplier
 
 EVAL_NOISE_SEED = 7_777  # the same grid noise for every run, arm and seed
@@ -77,12 +77,14 @@ def _loss_precision(out: torch.Tensor) -> torch.Tensor:
 class Run:
     """State of one training run; `train()` below is the readable entry point."""
 
-    # The G step needs D's input gradients only. False computes D's weight gradients there
-    # too (the canonical loop's way), to measure and test what skipping them saves.
-    skip_d_weight_grads = True
+    # The G step needs D's input gradients only, so D's weights get none there. A subclass
+    # that sets this True computes them too (the canonical loop's way): tests and benches
+    # measure what skipping them saves (tests/train_hooks.py). Not a setting of a run.
+    _d_weight_grads_in_g_step = False
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, images: ImageSet):
-        self.cfg, self.dir, self.device = cfg, Path(run_dir), resolve_device(cfg.device)
+    def __init__(self, cfg: RunConfig, run_dir: Path | str | RunDir, images: ImageSet):
+        self.cfg, self.device = cfg, resolve_device(cfg.device)
+        self.dir = RunDir.of(run_dir)
         self.n_images = len(images)
         if cfg.batch_size > self.n_images:
             raise ConfigError(
@@ -114,6 +116,9 @@ class Run:
         self.g_params = list(self.G.parameters())
         self.g_forward: Callable = torch.compile(self.G) if cfg.compile else self.G
         self.d_forward: Callable = torch.compile(self.D) if cfg.compile else self.D
+        # where this run has trained so far: one entry per distinct environment
+        self.environments: list[dict] = []
+        self.provenance_complete = True  # False: resumed from a checkpoint that recorded none
 
     def _schedule(self, opt: torch.optim.Optimizer, net: str) -> torch.optim.lr_scheduler.LambdaLR:
         cfg = self.cfg
@@ -157,7 +162,7 @@ class Run:
         self.opt_d.step()
 
         # (2) G: maximise log D(G(z)). D's weights get no gradient here (it would be discarded).
-        self.D.requires_grad_(not self.skip_d_weight_grads)
+        self.D.requires_grad_(self._d_weight_grads_in_g_step)
         for k in range(cfg.g_steps):
             with self.autocast():
                 if k > 0 or cfg.g_fresh_noise:
@@ -195,9 +200,22 @@ class Run:
             "cpu_rng": torch.get_rng_state(),
             "config_hash": self.cfg.hash(),
             "config": json.dumps(self.cfg.to_dict()),
+            "provenance": json.dumps(
+                {"environments": self.environments, "complete": self.provenance_complete}
+            ),
         }
 
-    def load_checkpoint(self, path: Path) -> None:
+    def record_environment(self) -> None:
+        """Add the environment this process trains in, if the run has not trained in it yet."""
+        env = environment.provenance(str(self.device))
+        if env not in self.environments:
+            self.environments.append(env)
+
+    def provenance(self) -> dict:
+        return {"environments": self.environments, "complete": self.provenance_complete}
+
+    def load_checkpoint(self, path: Path | None = None) -> None:
+        path = self.dir.checkpoint if path is None else path
         state = torch.load(path, map_location=self.device, weights_only=True)
         if state["config_hash"] != self.cfg.hash():
             raise ConfigError(
@@ -214,74 +232,79 @@ class Run:
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.noise.set_state(state["noise_rng"].cpu())
         torch.set_rng_state(state["cpu_rng"].cpu())
+        if "provenance" in state:
+            recorded = json.loads(state["provenance"])
+            self.environments = list(recorded.get("environments", []))
+            self.provenance_complete = bool(recorded.get("complete", True))
+        else:  # written before checkpoints recorded it: the earlier steps' machine is unknown
+            self.environments, self.provenance_complete = [], False
 
     def save_grid(self) -> None:
-        images = generate(self.G, self.fixed_z)
+        """The fixed-noise grid, sampled under the one policy (`dcgan.sampling.sample`)."""
+        images = sample(self.G, self.fixed_z)
         buffer = io.BytesIO()
-        save_image(
-            images.float().cpu(), buffer, format="png", nrow=8, normalize=True, value_range=(-1, 1)
-        )
-        atomic_write_bytes(self.dir / "grids" / f"step_{self.step:07d}.png", buffer.getvalue())
+        # uint8 / 255 -> save_image's round trip (x * 255 + 0.5, floored) gives the uint8 back
+        save_image(images.float().div_(255).cpu(), buffer, format="png", nrow=8)
+        self.dir.write_grid(self.step, buffer.getvalue())
 
     def save_snapshot(self) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in self.G.state_dict().items()}
-        atomic_torch_save(state, self.dir / "snapshots" / f"G_step_{self.step:07d}.pt")
+        self.dir.write_snapshot(self.step, state)
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
+def read_metrics(run_dir: Path | str | RunDir) -> list[dict]:
     """Rows of metrics.jsonl; a line cut short by a kill is ignored."""
-    path = Path(run_dir) / "metrics.jsonl"
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
-def _truncate_metrics(run_dir: Path, before_step: int) -> None:
-    rows = [r for r in read_metrics(run_dir) if r["step"] < before_step]
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    return RunDir.of(run_dir).read_metrics()
 
 
 def train(
     cfg: RunConfig,
-    run_dir: Path | str,
+    run_dir: Path | str | RunDir,
     *,
     images: ImageSet | None = None,
     progress: bool = False,
-    stop_after: int | None = None,
     on_log: Callable[[int, dict], None] | None = None,
     on_snapshot: Callable[[int, Generator], None] | None = None,
 ) -> dict:
     """Train (or resume, or return the finished result of) the run in `run_dir`.
 
-    `stop_after` stops after that step without finishing, as a kill would (for tests);
     `on_log(step, row)` sees every flushed window's last row; `on_snapshot(step, G)` sees
     the generator at each snapshot (the tuner scores and prunes there; an exception it
     raises stops the run, with the previous checkpoint intact).
     """
-    run_dir = Path(run_dir)
-    result_path = run_dir / "result.json"
-    if result_path.exists():
-        result = json.loads(result_path.read_text())
+    return _train(
+        cfg, run_dir, images=images, progress=progress, on_log=on_log, on_snapshot=on_snapshot
+    )
+
+
+def _train(
+    cfg: RunConfig,
+    run_dir: Path | str | RunDir,
+    *,
+    images: ImageSet | None = None,
+    progress: bool = False,
+    on_log: Callable[[int, dict], None] | None = None,
+    on_snapshot: Callable[[int, Generator], None] | None = None,
+    _stop_after: int | None = None,
+) -> dict:
+    """`train`, plus a test hook: `_stop_after` stops after that step without finishing, as a
+    kill just after that step's writes would (tests/train_hooks.py: `train_until`)."""
+    rd = RunDir.of(run_dir)
+    if rd.result.exists():
+        result = json.loads(rd.result.read_text())
         if result.get("config_hash") == cfg.hash():
             return result
-        raise ConfigError(
-            f"{run_dir} holds a finished run with another config; use a fresh directory"
-        )
+        raise ConfigError(f"{rd} holds a finished run with another config; use a fresh directory")
     if images is None:
         images = load_images(cfg.data, cfg.image_size, cfg.channels)
-    run = Run(cfg, run_dir, images)
-    checkpoint = run_dir / "checkpoint.pt"
-    if checkpoint.exists():
-        run.load_checkpoint(checkpoint)
-        _truncate_metrics(run_dir, run.step)
+    run = Run(cfg, rd, images)
+    if rd.checkpoint.exists():
+        run.load_checkpoint()
+        rd.truncate_metrics(run.step)
     else:
-        atomic_write_json(run_dir / "config.json", cfg.to_dict())
-        _truncate_metrics(run_dir, 0)
+        rd.write_config(cfg)
+        rd.truncate_metrics(0)
+    run.record_environment()
 
     total = cfg.total_steps
     cadences = (cfg.log_every, cfg.grid_every, cfg.snapshot_every, cfg.checkpoint_every)
@@ -308,8 +331,7 @@ def train(
         diverged = _divergence(records, cfg)
         if diverged is not None:  # keep the log up to the bad step; keep the last good checkpoint
             records = [r for r in records if r["step"] <= diverged[0]]
-        with open(run_dir / "metrics.jsonl", "a") as fh:
-            fh.write("".join(json.dumps(r) + "\n" for r in records))
+        rd.append_metrics(records)
         last_row = records[-1]
         if diverged is not None:
             break
@@ -325,14 +347,14 @@ def train(
             if on_snapshot is not None:
                 on_snapshot(run.step, run.G)
         if run.step % cfg.checkpoint_every == 0 or at_end:
-            atomic_torch_save(run.checkpoint_state(), checkpoint)
-        if stop_after is not None and run.step >= stop_after and not at_end:
+            rd.write_checkpoint(run.checkpoint_state())
+        if _stop_after is not None and run.step >= _stop_after and not at_end:
             return {"status": "interrupted", "steps_done": run.step}
     if bar is not None:
         bar.close()
 
     run.elapsed = time.perf_counter() - t0
-    recent = read_metrics(run_dir)[-cfg.log_every :]
+    recent = rd.read_metrics()[-cfg.log_every :]
     result = {
         "status": "diverged" if diverged else "completed",
         "steps_done": run.step if not diverged else diverged[0],
@@ -348,8 +370,9 @@ def train(
         "config_hash": cfg.hash(),
         "device": str(run.device),
         "torch_threads": torch.get_num_threads(),
+        "provenance": run.provenance(),
     }
-    atomic_write_json(result_path, result)
+    rd.write_result(result)
     return result
 
 
@@ -379,19 +402,19 @@ def _progress_bar(total: int, done: int, batch_size: int):
     return bar
 
 
-def load_generator(run_dir: Path | str, step: int | None = None) -> tuple[Generator, RunConfig]:
+def load_generator(
+    run_dir: Path | str | RunDir, step: int | None = None
+) -> tuple[Generator, RunConfig]:
     """The generator of a run at a snapshot step (default: the latest snapshot)."""
-    run_dir = Path(run_dir)
-    cfg = RunConfig.from_dict(
-        json.loads((run_dir / "config.json").read_text()), str(run_dir / "config.json")
-    )
-    snapshots = sorted((run_dir / "snapshots").glob("G_step_*.pt"))
+    rd = RunDir.of(run_dir)
+    cfg = rd.read_config()
+    snapshots = rd.snapshots()
     if step is not None:
-        snapshots = [p for p in snapshots if p.stem == f"G_step_{step:07d}"]
+        snapshots = {s: p for s, p in snapshots.items() if s == step}
     if not snapshots:
         raise FileNotFoundError(
-            f"{run_dir}: no generator snapshot" + (f" at step {step}" if step else "")
+            f"{rd}: no generator snapshot" + (f" at step {step}" if step else "")
         )
     g = Generator(cfg)
-    g.load_state_dict(torch.load(snapshots[-1], map_location="cpu", weights_only=True))
+    g.load_state_dict(torch.load(max(snapshots.items())[1], map_location="cpu", weights_only=True))
     return g, cfg

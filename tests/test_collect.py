@@ -63,3 +63,49 @@ def test_exported_table_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
     out = collect.export_table(results, paths)
     text = out.read_text()
     assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text
+
+
+def _env(cpu="CPU A", threads=2, commit="abc"):
+    return {"cpu": cpu, "cpu_count": 16, "gpu": None, "device": "cpu", "torch_threads": threads,
+            "packages": {"torch": "2.14.1", "torch-fidelity": "0.4.0"}, "git_commit": commit}  # fmt: skip
+
+
+def test_a_runs_provenance_is_its_own_record_never_the_readers(tmp_path):
+    from dcgan.rundir import RunDir
+
+    recorded = {"environments": [_env()], "complete": True}
+    assert collect.run_provenance({"provenance": recorded}) == recorded
+    run = RunDir(tmp_path / "run")
+    run.write_result({"status": "completed", "provenance": recorded})
+    assert collect.run_provenance({"status": "completed"}, run) == recorded  # from the folder
+    older = RunDir(tmp_path / "older")
+    older.write_result({"status": "completed"})
+    assert collect.run_provenance({"status": "completed"}, older) is None  # not recorded
+    assert collect.run_provenance({}, tmp_path / "absent") is None
+
+
+def test_provenance_across_runs_flags_a_mixture():
+    from dcgan import environment
+
+    one = {"environments": [_env()], "complete": True}
+    same = environment.summarise([one, one, None])
+    assert not same["mixed"] and same["not_recorded"] == 1 and same["runs"] == 3
+    assert [e["runs"] for e in same["environments"]] == [2]
+    assert "CPU A" in same["environments"][0]["description"]
+    assert "git abc" in same["environments"][0]["description"]
+    # another thread count alone is no other environment (execution replicates differ in it)
+    threads = environment.summarise([one, {"environments": [_env(threads=1)]}])
+    assert not threads["mixed"] and threads["threads"] == {"2": 1, "1": 1}
+    other = {"environments": [_env(cpu="CPU B", commit="def")], "complete": True}
+    resumed = {"environments": [_env(), _env(cpu="CPU B", commit="def")], "complete": False}
+    mixed = environment.summarise([one, other, resumed])
+    assert mixed["mixed"] and len(mixed["environments"]) == 2
+    assert sorted(e["runs"] for e in mixed["environments"]) == [2, 2]
+    assert mixed["partly_recorded"] == 1
+    assert environment.summarise([None, None])["environments"] == []
+
+
+def test_the_rendering_machine_is_labelled_as_such():
+    stamp = collect.rendered_on()
+    assert all(k.startswith("rendered") for k in stamp)
+    assert "not the runs'" in next(iter(stamp))

@@ -25,7 +25,8 @@ from dcgan.canonical import canonical_steps_exact, image_folder_loader, write_pn
 from dcgan.data import load_images
 from dcgan.models import build_models
 from dcgan.recipes import build_config
-from dcgan.train import METRIC_NAMES, Run, epoch_order, read_metrics, train
+from dcgan.train import METRIC_NAMES, epoch_order, read_metrics, train
+from tests.train_hooks import run_class
 
 N_STEPS = 5
 RTOL = 1e-5
@@ -51,8 +52,7 @@ def config(**overrides):
 
 def fast_steps(cfg, images, run_dir, n=N_STEPS, skip_d_weight_grads=True, sync_every_step=False):
     """n fast-path steps, recording the batches and noise it drew; per-step rows as floats."""
-    run = Run(cfg, run_dir, images)
-    run.skip_d_weight_grads = skip_d_weight_grads
+    run = run_class(skip_d_weight_grads)(cfg, run_dir, images)
     batches, noises = [], []
     real_batch, noise_batch = run.real_batch, run.noise_batch
     dtype = torch.get_default_dtype()  # the models' dtype (see `float64`)
@@ -135,8 +135,7 @@ def test_skipping_really_skips(tmp_path, mnist):
     cfg = config()
     grads = {}
     for skip in (True, False):
-        run = Run(cfg, tmp_path / str(skip), mnist)
-        run.skip_d_weight_grads = skip
+        run = run_class(skip)(cfg, tmp_path / str(skip), mnist)
         run.train_step()
         assert all(p.requires_grad for p in run.D.parameters())
         grads[skip] = [p.grad.clone() for p in run.D.parameters()]

@@ -9,6 +9,7 @@ from dcgan.config import ConfigError, RunConfig
 from dcgan.schedules import lr_multiplier
 from dcgan.train import load_generator, read_metrics, train
 from tests.conftest import TINY_RUN as TINY  # noqa: E402  (shared tiny run; `mnist` fixture in conftest)
+from tests.train_hooks import train_until
 
 
 def losses(run_dir):
@@ -56,7 +57,7 @@ def test_same_config_and_seed_is_bit_identical(tmp_path, mnist):
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, mnist, extra):
     cfg = RunConfig(**{**TINY, **extra})
     train(cfg, tmp_path / "whole", images=mnist)
-    partial = train(cfg, tmp_path / "cut", images=mnist, stop_after=6)
+    partial = train_until(cfg, tmp_path / "cut", 6, images=mnist)
     assert partial["status"] == "interrupted"
     # what a kill after the checkpoint leaves behind: log rows past the checkpoint
     with open(tmp_path / "cut" / "metrics.jsonl", "a") as fh:
@@ -79,7 +80,7 @@ def test_finished_run_is_returned_not_retrained(tmp_path, mnist):
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path, mnist):
-    train(RunConfig(**TINY), tmp_path / "r", images=mnist, stop_after=6)
+    train_until(RunConfig(**TINY), tmp_path / "r", 6, images=mnist)
     with pytest.raises(ConfigError, match="another config"):
         train(RunConfig(**{**TINY, "lr_g": 1e-3}), tmp_path / "r", images=mnist)
 
@@ -89,7 +90,7 @@ def test_non_finite_loss_is_recorded_as_divergence(tmp_path, mnist):
         **{**TINY, "steps": 24, "lr_g": 0.9, "lr_d": 0.9, "beta1_d": 0.0, "beta1_g": 0.0}
     )
     # lr 0.9 alone may not blow up; poison D's weights after the first checkpoint instead
-    train(cfg, tmp_path / "r", images=mnist, stop_after=6)
+    train_until(cfg, tmp_path / "r", 6, images=mnist)
     state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
     good = {k: v.clone() for k, v in state["G"].items()}
     first_conv = next(k for k in state["D"] if k.endswith("weight"))
@@ -121,7 +122,7 @@ def test_batch_larger_than_dataset_fails_before_training(tmp_path, mnist):
 
 
 def test_checkpoint_with_code_in_it_is_refused(tmp_path, mnist):
-    train(RunConfig(**TINY), tmp_path / "r", images=mnist, stop_after=6)
+    train_until(RunConfig(**TINY), tmp_path / "r", 6, images=mnist)
 
     class Evil:
         def __reduce__(self):
@@ -148,3 +149,69 @@ def test_decay_schedules_start_at_one_and_end_at_final_ratio(schedule):
     f = lr_multiplier(schedule, "G", 100, 10, 0.01)
     assert math.isclose(f(0), 1.0) and math.isclose(f(100), 0.01, rel_tol=1e-9)
     assert all(f(s) >= f(s + 1) for s in range(100))
+
+
+def test_config_hashes_are_unchanged():
+    """Run folders are named by these: a change would orphan every finished run."""
+    assert RunConfig().hash() == "f6d62679772ebad4"
+    assert RunConfig(**TINY).hash() == "2d209d87179e0341"
+
+
+def test_grids_show_the_samples_fid_scores(tmp_path, mnist):
+    """The grid at a step is the one sampling policy on the fixed grid noise (dcgan.sampling)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    from dcgan.rundir import RunDir
+    from dcgan.sampling import sample
+    from dcgan.train import EVAL_NOISE_SEED, GRID_SIZE
+
+    cfg = RunConfig(**TINY)
+    train(cfg, tmp_path / "r", images=mnist)
+    g, _ = load_generator(tmp_path / "r", 12)
+    if cfg.channels_last:
+        g = g.to(memory_format=torch.channels_last)
+    z = torch.randn(GRID_SIZE, cfg.nz, generator=torch.Generator().manual_seed(EVAL_NOISE_SEED))
+    png = RunDir(tmp_path / "r").grid(12).read_bytes()
+    shown = torch.from_numpy(np.array(Image.open(io.BytesIO(png)).convert("RGB"))).permute(2, 0, 1)
+    assert torch.equal(shown, make_grid(sample(g, z), nrow=8))
+
+
+def test_result_records_where_the_run_trained(tmp_path, mnist):
+    from dcgan.rundir import RunDir
+
+    result = train(RunConfig(**TINY), tmp_path / "r", images=mnist)
+    assert result["provenance"]["complete"] is True
+    (env,) = result["provenance"]["environments"]
+    assert env["cpu"] and env["device"] == "cpu" and env["git_commit"]
+    assert env["torch_threads"] == torch.get_num_threads()
+    assert {"torch", "torchvision", "torch-fidelity", "optuna"} <= set(env["packages"])
+    assert "not installed" not in env["packages"].values()
+    assert RunDir(tmp_path / "r").provenance() == result["provenance"]
+
+
+def test_a_run_resumed_elsewhere_lists_both_environments(tmp_path, mnist, monkeypatch):
+    from dcgan import environment
+
+    cfg = RunConfig(**TINY)
+    train_until(cfg, tmp_path / "r", 6, images=mnist)
+    train_until(cfg, tmp_path / "r", 6, images=mnist)  # the same machine again: listed once
+    here = environment.provenance("cpu")
+    monkeypatch.setattr(environment, "provenance", lambda device: here | {"cpu": "Other CPU"})
+    result = train(cfg, tmp_path / "r", images=mnist)
+    assert [e["cpu"] for e in result["provenance"]["environments"]] == [here["cpu"], "Other CPU"]
+    assert result["provenance"]["complete"] is True
+
+
+def test_a_run_resumed_from_an_older_checkpoint_says_its_start_is_unrecorded(tmp_path, mnist):
+    cfg = RunConfig(**TINY)
+    train_until(cfg, tmp_path / "r", 6, images=mnist)
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    del state["provenance"]  # as checkpoints were written before runs recorded it
+    torch.save(state, tmp_path / "r" / "checkpoint.pt")
+    result = train(cfg, tmp_path / "r", images=mnist)
+    assert result["provenance"]["complete"] is False
+    assert len(result["provenance"]["environments"]) == 1

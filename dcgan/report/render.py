@@ -199,6 +199,51 @@ def summary(results: AblationResults) -> dict:
     }
 
 
+PROVENANCE_KEY = "provenance"  # setup entry collect fills from the runs' own records
+
+
+def provenance(results: AblationResults) -> dict:
+    """Where the runs trained, from their own records (`dcgan.environment.summarise`, put in
+    setup by collect): a headline that flags a mixture of environments, one line per
+    environment with its run count, the torch thread counts, and how many runs recorded none
+    (shown as not recorded: never filled in from the machine rendering the page)."""
+    summary = results.setup.get(PROVENANCE_KEY)
+    if not isinstance(summary, dict):
+        return {"mixed": False, "headline": "not recorded", "environments": [], "notes": []}
+    envs = summary.get("environments", [])
+    recorded = summary.get("runs", 0) - summary.get("not_recorded", 0)
+    if not envs:
+        headline = "not recorded" + (
+            f" by any of the {summary['runs']} finished runs (trained before runs recorded it)"
+            if summary.get("runs")
+            else " (no finished runs yet)"
+        )
+    elif summary.get("mixed"):
+        headline = f"runs come from {len(envs)} environments"
+    else:
+        headline = "one environment" + (
+            f" for all {recorded} runs that recorded it" if recorded > 1 else ""
+        )
+    notes = []
+    threads = summary.get("threads") or {}
+    if threads:
+        notes.append(
+            "torch threads: "
+            + ", ".join(f"{n} ({k} run{'s' * (k != 1)})" for n, k in threads.items())
+        )
+    if summary.get("not_recorded") and envs:
+        n = summary["not_recorded"]
+        notes.append(f"not recorded: {n} run{'s' * (n != 1)} (trained before runs recorded it)")
+    if summary.get("partly_recorded"):
+        n = summary["partly_recorded"]
+        notes.append(
+            f"partly recorded: {n} run{'s' * (n != 1)} resumed from a checkpoint that did not "
+            "record where its earlier steps trained"
+        )
+    return {"mixed": bool(summary.get("mixed")), "headline": headline, "environments": envs,
+            "notes": notes}  # fmt: skip
+
+
 def _generated() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -241,6 +286,8 @@ def render_report(
             index=INDEX,
             generated=_generated(),
             in_progress=in_progress,
+            provenance=provenance(results),
+            setup={k: v for k, v in results.setup.items() if k != PROVENANCE_KEY},
         )
     )
     atomic_write_text(path, html)

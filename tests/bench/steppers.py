@@ -16,6 +16,7 @@ from dcgan.canonical import canonical_steps, image_folder_loader
 from dcgan.config import RunConfig
 from dcgan.data import ImageSet
 from dcgan.train import METRIC_NAMES, Run, resolve_device
+from tests.train_hooks import run_class
 
 Stepper = Callable[[], None]
 
@@ -53,8 +54,7 @@ def fast_run(
 ) -> Run:
     """A Run with one piece optionally undone: D's weight grads in the G step, or (png_root)
     batches decoded by the canonical DataLoader instead of the resident uint8 tensor."""
-    run = Run(cfg, run_dir, images)
-    run.skip_d_weight_grads = skip_d_weight_grads
+    run = run_class(skip_d_weight_grads)(cfg, run_dir, images)
     if png_root is not None:
         batches = loader_batches(cfg, png_root)
         run.real_batch = lambda: next(batches).to(run.device, memory_format=run.memory_format)

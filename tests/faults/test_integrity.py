@@ -17,6 +17,7 @@ from dcgan.data import load_images
 from dcgan.train import train
 from tests.conftest import TINY_RUN
 from tests.faults.helpers import image_folder, tiny_spec
+from tests.train_hooks import train_until
 
 
 def _repair(run_dir, cfg):
@@ -196,7 +197,7 @@ def test_a_damaged_run_file_is_quarantined_and_the_run_finishes_with_the_same_nu
     cfg, _, expected = reference_run
     damage, stop = DAMAGE[name]
     run = tmp_path / "run"
-    train(cfg, run, images=mnist, stop_after=stop)
+    train_until(cfg, run, stop, images=mnist)
     damage(run)
     messages = _repair(run, cfg)
     assert messages, "the damage went unnoticed"

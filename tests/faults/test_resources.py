@@ -14,13 +14,14 @@ from dcgan.preflight import RunsFailed
 from dcgan.runner import Paths, run_ablation
 from dcgan.train import train
 from tests.conftest import TINY_RUN as TINY  # noqa: E402  (shared tiny run; `mnist` fixture in conftest)
+from tests.train_hooks import train_until
 
 
 @pytest.mark.fault("disk/corruption")
 @pytest.mark.parametrize("poison", [float("nan"), float("inf")])
 def test_non_finite_weights_end_as_diverged(tmp_path, mnist, poison):
     cfg = RunConfig(**TINY)
-    train(cfg, tmp_path / "r", images=mnist, stop_after=6)
+    train_until(cfg, tmp_path / "r", 6, images=mnist)
     state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
     key = next(k for k in state["G"] if k.endswith("weight"))
     state["G"][key].fill_(poison)

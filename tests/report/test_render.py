@@ -128,3 +128,41 @@ def test_diverged_runs_are_shown_per_seed_and_scored_worst_in_comparisons(result
     assert "2 at worst score" in html
     completed = selu[selu["status"] == "completed"]["fid"]
     assert f"{np.exp(np.log(completed).mean()):.1f}" in html
+
+
+def _recorded(cpu: str) -> dict:
+    env = {"cpu": cpu, "cpu_count": 2, "gpu": None, "device": "cpu", "torch_threads": 2,
+           "packages": {"torch": "2.14.1"}, "git_commit": "abc"}  # fmt: skip
+    return {"environments": [env], "complete": True}
+
+
+def test_where_the_runs_trained_is_shown_and_a_mixture_flagged(tmp_path):
+    from dcgan import environment
+
+    results = build_results(tmp_path)
+    runs = [_recorded("CPU Alpha")] * 5 + [_recorded("CPU Beta"), None]
+    results.setup["provenance"] = environment.summarise(runs)
+    html = render_report(results, tmp_path / "out").read_text()
+    assert "Where the runs trained" in html
+    assert "Mixed: runs come from 2 environments" in html
+    assert "CPU Alpha, 2 cores; torch 2.14.1; git abc" in html and "(5 runs)" in html
+    assert "CPU Beta" in html and "(1 run)" in html
+    assert "not recorded: 1 run " in html and "torch threads: 2 (6 runs)" in html
+
+    results.setup["provenance"] = environment.summarise([_recorded("CPU Alpha")] * 2)
+    html = render_report(results, tmp_path / "out").read_text()
+    assert "Mixed:" not in html and "one environment for all 2 runs that recorded it" in html
+
+
+def test_runs_that_recorded_no_environment_are_not_given_the_renderers(tmp_path):
+    from dcgan import environment
+
+    results = build_results(tmp_path)
+    results.setup["provenance"] = environment.summarise([None, None])
+    html = render_report(results, tmp_path / "out").read_text()
+    assert "not recorded by any of the 2 finished runs" in html
+    assert environment.cpu_model() not in html.split('id="provenance"')[1].split("</aside>")[0]
+    del results.setup["provenance"]  # results built without collect: nothing invented either
+    html = render_report(results, tmp_path / "out").read_text()
+    section = html.split('id="provenance"')[1].split("</aside>")[0]
+    assert "not recorded" in section and environment.cpu_model() not in section
