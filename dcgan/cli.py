@@ -532,7 +532,7 @@ COMMANDS = {
     "build-extractor": _delegate("dcgan.metrics.feature_nets", "command_build_extractor"),
     "choose-budget": _delegate("dcgan.budget", "command_choose_budget"),
     "tune": _delegate("dcgan.tune", "command_tune"),
-    "dashboard": _delegate("dcgan.tune", "command_dashboard"),
+    "dashboard": _delegate("dcgan.dashboard", "command_dashboard"),
     "gpu-check": _gpu_check,
 }
 

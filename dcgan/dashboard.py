@@ -9,18 +9,26 @@ dashboard shows "Objective 0", "Trial 0..17" and empty plots; this module gives 
   Optuna accepts for every later trial too: int/float factors as Int/FloatDistribution over
   the values the plan uses, anything else as CategoricalDistribution over its values in plan
   order. Hyperparameter importance and slice plots then work.
-- intermediate values: the FID at every scored snapshot, at its step;
+- intermediate values: the FID at every scored snapshot, at the images seen there (the x axis
+  tuning trials have too);
 - a note per finished trial, "arm X · seed k", with its factors, scores and run folder;
 - the rendered report, attached to the study as one artifact that each final render replaces.
 
 Nothing here may stop an ablation: every function logs and gives up on an error.
+
+`dcgan dashboard` (`command_dashboard`) serves optuna-dashboard over the store: ablations and
+tuning studies alike, on loopback unless --host says otherwise.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
+import ipaddress
 import json
 import math
+import socket
+import sys
 import uuid
 from pathlib import Path
 
@@ -127,9 +135,9 @@ def record_run(trial: optuna.Trial, attrs: dict, log=print) -> None:
         metric = scores.get("fid_metric")
         if metric and trial.study.metric_names != [metric]:
             trial.study.set_metric_names([metric])
-        for step, value in attrs.get("fid_curve") or []:
-            if isinstance(value, int | float) and math.isfinite(value):
-                trial.report(float(value), int(step))
+        for images, value in attrs.get("fid_curve") or []:  # [images seen, FID] (runner)
+            if images is not None and isinstance(value, int | float) and math.isfinite(value):
+                trial.report(float(value), int(images))
         import optuna_dashboard
 
         optuna_dashboard.save_note(trial, trial_note(trial, attrs))
@@ -156,3 +164,43 @@ def attach_report(study: optuna.Study, page: Path, artifacts_dir: Path, log=prin
         )
     except Exception as err:
         log(f"dashboard: report not attached to {study.study_name} ({type(err).__name__}: {err})")
+
+
+# ---- the command ---------------------------------------------------------------------------
+def dashboard_args(argv: list[str]) -> argparse.Namespace:
+    from .cli import command_parser
+
+    return command_parser("dashboard").parse_args(argv)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        return all(ipaddress.ip_address(a).is_loopback for a in addresses)
+    except (socket.gaierror, ValueError):
+        return False
+
+
+def command_dashboard(argv: list[str]) -> int:
+    """optuna-dashboard, on loopback unless --host says otherwise: it has no authentication
+    and can edit the store."""
+    import optuna_dashboard
+
+    from . import store
+    from .cli import _paths, _storage
+    from .worker import store_url
+
+    args = dashboard_args(argv)
+    paths = _paths(args)
+    url = store_url(_storage(args), paths)
+    args.artifact_dir = args.artifact_dir or paths.artifacts
+    if not is_loopback(args.host):
+        print(f"warning: --host {args.host} is not loopback: the dashboard has no authentication and can edit the store; anyone who reaches it can", file=sys.stderr)  # fmt: skip
+    print(f"optuna-dashboard on http://{args.host}:{args.port} over {store.redact(url)}, artifacts in {args.artifact_dir}", flush=True)  # fmt: skip
+    optuna_dashboard.run_server(
+        store.open_storage(url),
+        host=args.host,
+        port=args.port,
+        artifact_store=store.artifact_store(args.artifact_dir),
+    )
+    return 0

@@ -8,29 +8,42 @@ finished ablation re-runs in seconds and trains nothing.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
-import multiprocessing
-import os
+import os  # noqa: F401 (tests/faults patch runner.os.cpu_count; the layout is worker.py's)
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import torch
+from optuna.trial import TrialState
 
-from . import dashboard, integrity, preflight, progress, scores, store
+from . import dashboard, preflight, progress, scores, store
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .faults import crash_point
 from .locations import Paths, spec_name, study_name  # noqa: F401 (re-exported)
 from .specs import AblationSpec, load_spec
 from .train import read_metrics, train
+from .worker import (  # noqa: F401 (run_lock, default_workers: re-exported)
+    Outcome,
+    Retry,
+    default_workers,
+    plan_layout,
+    run_folder,
+    run_lock,
+    serve,
+    spawn_workers,
+    store_url,
+)
+from .worker import available_memory as _available_memory
 
 CURVE_POINTS = 200  # loss curves are averaged down to at most this many points per run
+# A trial's fid_curve / kid_curve are [[images seen, value]] (trials stored before this attribute
+# existed keyed an ablation's curve by step).
+CURVE_UNIT = "images"
 
 
 @dataclass(frozen=True)
@@ -69,11 +82,7 @@ def run_ablation(
     planned = spec.plan(profile, seeds, data)
     prof = spec.profile(profile)
     data_bytes = _check_inputs(spec, planned, prof.extractors or (prof.extractor,), prof.n_fake)
-    url = (
-        store.storage_url(storage_url)
-        if storage_url or os.environ.get("DCGAN_STORAGE")
-        else paths.default_storage
-    )
+    url = store_url(storage_url, paths)
     storage = store.open_storage(url)
     study = optuna.create_study(
         study_name=study_name(spec, profile, data),
@@ -92,7 +101,9 @@ def run_ablation(
     )
     dashboard.set_trial_params(study, storage, planned, log)  # factors: importance, slice plots
 
-    workers, threads = plan_layout(study, workers, len(store.waiting(study)), data_bytes, log)
+    workers, threads = plan_layout(
+        study, workers, len(store.waiting(study)), data_bytes, log, _available_memory()
+    )
     log(f"{workers} worker(s) x {threads} thread(s)")
     jobs = [
         WorkerJob(
@@ -147,80 +158,6 @@ def run_ablation(
     return page
 
 
-MAX_AUTO_WORKERS = 8
-WORKER_OVERHEAD_BYTES = 1 << 30  # torch, models, optimiser state, scoring batches
-
-
-def default_workers(queued: int, data_bytes: int = 0) -> int:
-    """One single-threaded worker per core on CPU, as many as the free memory holds; one on a GPU.
-
-    These nets are small: measured here, two 1-thread runs side by side train at 1,731 img/s
-    together against 1,502 img/s for one 2-thread run, and the 18 `activation` runs took 8.4 min
-    (see README, "The CPU default"). Each worker holds its own copy of the decoded data.
-    """
-    if torch.cuda.is_available():
-        return 1
-    by_memory = _available_memory() // (data_bytes + WORKER_OVERHEAD_BYTES)
-    return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS, queued, by_memory))
-
-
-def plan_layout(study, requested: int | None, queued: int, data_bytes: int, log=print):
-    """(workers, torch threads per worker) for this launch of an ablation.
-
-    The thread count changes a run's numbers (oneDNN splits reductions by thread), so it is
-    fixed at the ablation's first launch (the study's `layout` attribute) and re-used by every
-    resume, whatever the queue or --workers say then. Workers are capped, with a warning even
-    when given explicitly, by the queued runs, the cores (at that thread count) and the free
-    memory (each worker holds its own copy of the decoded data)."""
-    cores = os.cpu_count() or 1
-    recorded = study.user_attrs.get("layout")
-    wanted = default_workers(queued, data_bytes) if requested is None else requested
-    if isinstance(recorded, dict) and isinstance(recorded.get("threads"), int):
-        threads = max(1, recorded["threads"])
-        if requested is not None and max(1, cores // requested) != threads:
-            log(
-                f"warning: this ablation's runs train on {threads} thread(s) each (fixed at its "
-                f"first launch, so resumed runs give the same numbers); --workers {requested} "
-                f"keeps {threads} thread(s) per worker"
-            )
-    else:
-        threads = max(1, cores // max(1, wanted))
-        study.set_user_attr("layout", {"threads": threads, "workers": wanted, "cores": cores})
-    by_memory = max(1, _available_memory() // (data_bytes + WORKER_OVERHEAD_BYTES))
-    caps = {
-        f"{queued} queued run(s)": max(1, queued),
-        f"{cores} core(s) at {threads} thread(s) each": max(1, cores // threads),
-        f"free memory for {by_memory}": by_memory,
-    }
-    workers = min([wanted, *caps.values()])
-    if workers < wanted:
-        why = ", ".join(k for k, v in caps.items() if v == workers)
-        log(f"warning: {wanted} workers capped to {workers} ({why})")
-    return workers, threads
-
-
-def _available_memory() -> int:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62  # unknown: do not limit
-
-
-def spawn_workers(target, jobs: list, name: str, log=print) -> None:
-    """One process per job (spawned: no inherited torch/OpenMP state), joined before return.
-
-    A worker that dies is said out loud; its run goes back to the queue (reap_dead_workers).
-    """
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=target, args=(job,), name=f"{name}-{job.worker}") for job in jobs]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-        if p.exitcode != 0:
-            log(f"{p.name} died (exit code {p.exitcode}); its run is re-queued")
-
-
 def _refresh_index(paths: Paths, storage) -> None:
     from .collect import summaries
     from .report import render_index
@@ -253,71 +190,46 @@ def _check_inputs(
     return sum(n_bytes for _, n_bytes in sizes.values())
 
 
-@contextmanager
-def run_lock(run_dir: Path):
-    """Two ablations planning the same config never train it twice at the same time."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def work(job: WorkerJob, log=progress.worker_log) -> None:
-    """Claim runs from the store until none is waiting."""
+    """Claim runs from the store until none is waiting (the one engine: worker.serve)."""
     torch.set_num_threads(job.threads)
     storage = store.open_storage(job.storage_url)
     study = optuna.load_study(study_name=job.study_name, storage=storage)
     artifacts = store.artifact_store(job.paths.artifacts)
     images: dict[tuple, ImageSet] = {}
-    while True:
-        store.reap_dead_workers(study, storage)  # a dead worker's run goes back to the queue
-        trial = store.claim_next(study, storage)
-        if trial is None:
-            break
-        arm, seed = trial.user_attrs["arm"], trial.user_attrs["seed"]
-        with store.heartbeat(storage, trial._trial_id):
-            try:
-                value, summary = execute_run(trial, job, artifacts, images)
-                crash_point("store_tell")
-                study.tell(trial, value)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                # failed as stale while this worker was stalled; its retry is someone else's now
-                log(f"[w{job.worker}] {arm} seed {seed}: given up (another worker retries it)")
-                continue
-            except Exception as err:  # a crash is recorded on the trial; the next ablate retries it
-                store.record_failure(study, trial, f"{type(err).__name__}: {err}")
-                log(f"[w{job.worker}] {arm} seed {seed}: FAILED: {type(err).__name__}: {err}")
-                continue
-        log(f"[w{job.worker}] {arm} seed {seed}: {summary}")
+
+    def execute(trial: optuna.Trial) -> Outcome:
+        value, summary = execute_run(trial, job, artifacts, images)  # looked up now: tests stub it
+        return Outcome(TrialState.COMPLETE, value, summary)
+
+    serve(
+        study, storage, execute, retry=Retry.NEXT_LAUNCH, worker=job.worker,
+        label=lambda t: f"{t.user_attrs['arm']} seed {t.user_attrs['seed']}", log=log,
+    )  # fmt: skip
 
 
 def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) -> tuple[float, str]:
     cfg = RunConfig.from_dict(trial.user_attrs["config"], where=f"trial {trial.number} config")
-    run_dir = job.paths.runs / cfg.hash()
     preflight.check_identity(
         trial.user_attrs.get("config_hash"), cfg
     )  # data changed since planned?
     key = (cfg.data, cfg.image_size, cfg.channels)
     if key not in images:
         images[key] = load_images(*key)
-    with run_lock(run_dir):
-        for message in integrity.repair_run_dir(run_dir, cfg):  # damaged files: quarantined
-            trial.set_user_attr("repaired", message)
+    from .metrics.fidelity import score_run
+
+    extractors = [job.extractors] if isinstance(job.extractors, str) else list(job.extractors)
+    # Trained and scored under the folder's lock: a tuning trial of the same config writes the
+    # same scores.jsonl (damaged files were quarantined when the lock was taken).
+    with run_folder(cfg, job.paths, trial) as run_dir:
         torch.set_num_threads(cfg.threads or job.threads)  # a replicate trains on its own count
         try:
             result = train(cfg, run_dir, images=images[key])
         finally:
             torch.set_num_threads(job.threads)
-    from .metrics.fidelity import score_run
-
-    crash_point("score")
-    extractors = [job.extractors] if isinstance(job.extractors, str) else list(job.extractors)
-    summary_ = scores.summarise(
-        score_run(run_dir, extractor=extractors, n_fake=job.n_fake), extractors
-    )
+        crash_point("score")
+        records = score_run(run_dir, extractor=extractors, n_fake=job.n_fake)
+    summary_ = scores.summarise(records, extractors)
     final, rows = summary_["final"], summary_["rows"]
     attrs = {
         "run_dir": str(run_dir),
@@ -325,8 +237,9 @@ def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) ->
         "result": result,
         "scores": final,
         "score_rows": rows,  # every snapshot, every metric, every feature space
-        "fid_curve": scores.curve(rows, "fid", extractors[0]),
-        "kid_curve": scores.curve(rows, "kid", extractors[0]),
+        "fid_curve": image_curve(rows, "fid", extractors[0]),
+        "kid_curve": image_curve(rows, "kid", extractors[0]),
+        "curve_unit": CURVE_UNIT,
         "floor": summary_["floor"],
     }
     for name, value in attrs.items():
@@ -340,6 +253,16 @@ def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) ->
         f"({result['images_per_s'] or 0:.0f} img/s), {final.get('fid_metric', 'fid')} {fid if fid is None else round(fid, 2)}"
     )
     return value, said
+
+
+def image_curve(rows: list[list], metric: str, extractor: str) -> list[list]:
+    """[[images seen, value]] of one metric in one feature space: the key a tuning trial's
+    curve has too (there on its study's shared grid), and the dashboard's step axis."""
+    return [
+        [None if k is None else round(k * 1000), v]
+        for _, k, m, e, v in rows
+        if m == metric and e == extractor
+    ]
 
 
 def _upload_artifacts(trial: optuna.Trial, run_dir: Path, artifacts) -> None:

@@ -7,8 +7,10 @@ report's sources table, a claim's reported numbers, a page name, a seed list rea
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +39,47 @@ LIMITS: dict[str, float] = {
 NOT_IDENTITY = {"device", "log_every", "grid_every", "snapshot_every", "checkpoint_every"}
 
 
-def _error(path: Path, key: str, message: str) -> ConfigError:
+def key_error(path: Path, key: str, message: str) -> ConfigError:
+    """`FILE: KEY: MESSAGE`, the one form of every spec and search-space error."""
     return ConfigError(f"{path}: {key}: {message}")
+
+
+def check_keys(path: Path, where: str, got: dict, allowed: set[str]) -> None:
+    for key in got:
+        if key not in allowed:
+            hint = difflib.get_close_matches(key, allowed, n=2)
+            raise key_error(
+                path, f"{where}{key}",
+                "unknown key" + (f" (did you mean {' or '.join(map(repr, hint))}?)" if hint else "")
+                + f"; valid keys: {', '.join(sorted(allowed))}",
+            )  # fmt: skip
+
+
+def load_toml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"{path}: spec file does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{path}: is not a file (a spec is one .toml file)")
+    try:
+        text = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the spec: {err.strerror or err}") from None
+    if len(text) > 1 << 20:
+        raise ConfigError(f"{path}: {len(text):,} bytes is not a spec (at most 1 MiB)")
+    try:  # utf-8-sig: a byte-order mark (some editors write one) is not part of the TOML
+        raw = tomllib.loads(text.decode("utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
+    return raw
 
 
 def check_name(path: Path) -> None:
     if not NAME_RE.match(path.stem):
-        raise _error(
+        raise key_error(
             path,
             "file name",
             f"{path.stem!r} cannot name a study, report page and table: use 1-64 letters, digits, "
@@ -58,24 +94,26 @@ def check_seeds(path: Path | str, key: str, seeds: Any) -> list[int]:
         and seeds
         and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
     ):
-        raise _error(
+        raise key_error(
             Path(path), key, f"{seeds!r} must be a non-empty list of integers >= 0, e.g. [0, 1, 2]"
         )
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
-        raise _error(Path(path), key, f"{seeds!r} repeats a seed ({repeated}); each seed runs once")
+        raise key_error(
+            Path(path), key, f"{seeds!r} repeats a seed ({repeated}); each seed runs once"
+        )
     return list(seeds)
 
 
 def _table(path: Path, key: str, value: Any) -> dict:
     if not isinstance(value, dict):
-        raise _error(path, key, f"must be a table, got {type(value).__name__} {value!r:.60}")
+        raise key_error(path, key, f"must be a table, got {type(value).__name__} {value!r:.60}")
     return value
 
 
 def _strings(path: Path, key: str, value: Any) -> None:
     if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-        raise _error(
+        raise key_error(
             path,
             key,
             f'must be a list of strings, e.g. ["first note", "second"]; got {value!r:.60}',
@@ -86,13 +124,13 @@ def _scalar_overrides(path: Path, key: str, table: Any) -> None:
     _table(path, key, table)
     for name, value in table.items():
         if name == "seed":
-            raise _error(
+            raise key_error(
                 path,
                 f"{key}.seed",
                 "a run's seed comes from the profile's `seeds` (or --seeds), not from overrides",
             )
         if isinstance(value, dict | list):
-            raise _error(
+            raise key_error(
                 path,
                 f"{key}.{name}",
                 f"{value!r:.60} must be a single value, not a {type(value).__name__}",
@@ -108,29 +146,29 @@ def check_structure(path: Path, raw: dict) -> None:
         _strings(path, "notes", raw["notes"])
     for key in ("question", "base_recipe", "baseline"):
         if key in raw and not isinstance(raw[key], str):
-            raise _error(path, key, f"must be a string, got {raw[key]!r:.60}")
+            raise key_error(path, key, f"must be a string, got {raw[key]!r:.60}")
     sources = raw.get("sources", [])
     if not isinstance(sources, list):
-        raise _error(
+        raise key_error(
             path, "sources", "must be a list of [[sources]] tables (document, title, claim)"
         )
     for i, source in enumerate(sources):
         _table(path, f"sources[{i}]", source)
         for k, v in source.items():
             if not isinstance(v, str):
-                raise _error(path, f"sources[{i}].{k}", f"{v!r:.60} must be a string")
+                raise key_error(path, f"sources[{i}].{k}", f"{v!r:.60} must be a string")
     claims = raw.get("claims", [])
     if not isinstance(claims, list):
-        raise _error(path, "claims", "must be a list of [[claims]] tables")
+        raise key_error(path, "claims", "must be a list of [[claims]] tables")
     for i, claim in enumerate(claims):
         _table(path, f"claims[{i}]", claim)
         for k in ("source", "text", "arm", "vs"):
             if k in claim and not isinstance(claim[k], str):
-                raise _error(path, f"claims[{i}].{k}", f"{claim[k]!r:.60} must be a string")
+                raise key_error(path, f"claims[{i}].{k}", f"{claim[k]!r:.60} must be a string")
         reported = _table(path, f"claims[{i}].reported", claim.get("reported", {}))
         for k, v in reported.items():
             if not (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)):
-                raise _error(
+                raise key_error(
                     path,
                     f"claims[{i}].reported.{k}",
                     f"{v!r:.60} must be a finite number, e.g. {k} = 27.0",
@@ -146,7 +184,7 @@ def check_structure(path: Path, raw: dict) -> None:
 
 def check_profile(path: Path, name: str, prof: Any) -> None:
     if not PROFILE_RE.match(name):
-        raise _error(
+        raise key_error(
             path,
             f"profiles.{name}",
             "a profile name is part of file names: use 1-32 letters, digits, '_' or '-', "
@@ -159,30 +197,30 @@ def check_profile(path: Path, name: str, prof: Any) -> None:
         check_seeds(path, f"profiles.{name}.seeds", prof["seeds"])
     for key in ("description", "data", "base_recipe", "extractor"):
         if key in prof and not isinstance(prof[key], str):
-            raise _error(path, f"profiles.{name}.{key}", f"{prof[key]!r:.60} must be a string")
+            raise key_error(path, f"profiles.{name}.{key}", f"{prof[key]!r:.60} must be a string")
 
 
 def check_arm(path: Path, name: str, body: Any) -> None:
     if not name.strip() or name != name.strip():
-        raise _error(
+        raise key_error(
             path, f"arms.{name!r}", "an arm name may not be empty or start/end with spaces"
         )
     if name.startswith(FORMULA_START) or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise _error(
+        raise key_error(
             path,
             f"arms.{name!r}",
             "an arm name may not start with = + - @ (a spreadsheet would run it as a formula in "
             "the CSV table) or hold control characters",
         )
     if len(name) > 100:
-        raise _error(path, f"arms.{name[:20]}...", "an arm name is at most 100 characters")
+        raise key_error(path, f"arms.{name[:20]}...", "an arm name is at most 100 characters")
     if isinstance(body, dict):
         overrides = {
             k: v for k, v in body.items() if k not in ("recipe", "match_baseline", "label")
         }
         _scalar_overrides(path, f"arms.{name}", overrides)
         if "label" in body and not isinstance(body["label"], str):
-            raise _error(path, f"arms.{name}.label", f"{body['label']!r:.60} must be a string")
+            raise key_error(path, f"arms.{name}.label", f"{body['label']!r:.60} must be a string")
 
 
 def check_limits(cfg: RunConfig, where: str) -> None:
@@ -234,7 +272,7 @@ def check_spec(spec) -> None:
         everywhere = pairs if everywhere is None else everywhere & pairs
     for arm, other in sorted(everywhere or ()):
         what = f"the baseline {other!r}" if other == spec.baseline else f"arm {other!r}"
-        raise _error(
+        raise key_error(
             spec.path,
             f"arms.{arm}",
             f"plans exactly the same runs as {what} under every profile; "

@@ -13,9 +13,7 @@ Order in which a run's config is assembled (later wins):
 
 from __future__ import annotations
 
-import difflib
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from .config import CHOICES, ConfigError, RunConfig
 from .locations import ablations_dir, missing_specs_hint
 from .recipes import RECIPES, recipe_overrides
 from .results import Claim
+from .spec_checks import check_keys, key_error, load_toml
 
 ABLATIONS_DIR = ablations_dir()  # $DCGAN_ABLATIONS, a checkout's ablations/, or the wheel's copy
 PROFILES_FILE = "_profiles.toml"
@@ -176,100 +175,65 @@ class AblationSpec:
         return cfg
 
 
-def _error(path: Path, key: str, message: str) -> ConfigError:
-    return ConfigError(f"{path}: {key}: {message}")
-
-
 def _check_choice(path: Path, key: str, value: Any, choices, shown: str | None = None) -> None:
     if value not in choices:
         valid = shown or ", ".join(map(str, choices))
-        raise _error(path, key, f"{value!r} is not valid; choose one of {valid}")
-
-
-def _check_keys(path: Path, where: str, got: dict, allowed: set[str]) -> None:
-    for key in got:
-        if key not in allowed:
-            hint = difflib.get_close_matches(key, allowed, n=2)
-            raise _error(
-                path, f"{where}{key}",
-                "unknown key" + (f" (did you mean {' or '.join(map(repr, hint))}?)" if hint else "")
-                + f"; valid keys: {', '.join(sorted(allowed))}",
-            )  # fmt: skip
-
-
-def _load_toml(path: Path) -> dict:
-    if not path.exists():
-        raise ConfigError(f"{path}: spec file does not exist")
-    if not path.is_file():
-        raise ConfigError(f"{path}: is not a file (a spec is one .toml file)")
-    try:
-        text = path.read_bytes()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the spec: {err.strerror or err}") from None
-    if len(text) > 1 << 20:
-        raise ConfigError(f"{path}: {len(text):,} bytes is not a spec (at most 1 MiB)")
-    try:  # utf-8-sig: a byte-order mark (some editors write one) is not part of the TOML
-        raw = tomllib.loads(text.decode("utf-8-sig"))
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
-    return raw
+        raise key_error(path, key, f"{value!r} is not valid; choose one of {valid}")
 
 
 def _profiles(path: Path, raw: dict, defaults: dict) -> dict[str, Profile]:
     merged: dict[str, dict] = {name: dict(p) for name, p in defaults.items()}
     for name, prof in raw.items():
         if not isinstance(prof, dict):
-            raise _error(path, f"profiles.{name}", "must be a table")
-        _check_keys(path, f"profiles.{name}.", prof, PROFILE_KEYS)
+            raise key_error(path, f"profiles.{name}", "must be a table")
+        check_keys(path, f"profiles.{name}.", prof, PROFILE_KEYS)
         base = merged.get(name, {})
         overrides = {**base.get("overrides", {}), **prof.get("overrides", {})}
         merged[name] = {**base, **prof, "overrides": overrides}
     profiles = {}
     for name, p in merged.items():
-        _check_keys(path, f"profiles.{name}.", p, PROFILE_KEYS)
+        check_keys(path, f"profiles.{name}.", p, PROFILE_KEYS)
         where = f"profiles.{name}"
         extractor = p.get("extractor", "mnist")
         _check_choice(path, f"{where}.extractor", extractor, EXTRACTORS)
         extractors = p.get("extractors", [extractor])
         if not (isinstance(extractors, list) and extractors):
-            raise _error(path, f"{where}.extractors", f"{extractors!r} must be a non-empty list")
+            raise key_error(path, f"{where}.extractors", f"{extractors!r} must be a non-empty list")
         for i, name_i in enumerate(extractors):
             _check_choice(path, f"{where}.extractors[{i}]", name_i, EXTRACTORS)
         if "extractors" in p and "extractor" in p and extractors[0] != extractor:
-            raise _error(
+            raise key_error(
                 path, f"{where}.extractors", f"the first ({extractors[0]!r}) must be the primary "
                 f"extractor {extractor!r}"
             )  # fmt: skip
         extractor = extractors[0]
         snapshots = p.get("snapshots")
         if snapshots is not None and not (isinstance(snapshots, int) and 1 <= snapshots <= 1000):
-            raise _error(path, f"{where}.snapshots", f"{snapshots!r} must be an integer 1..1000")
+            raise key_error(path, f"{where}.snapshots", f"{snapshots!r} must be an integer 1..1000")
         conclusive = p.get("conclusive", True)
         replicates = p.get("replicates", False)
         for key, flag in (("conclusive", conclusive), ("replicates", replicates)):
             if not isinstance(flag, bool):
-                raise _error(path, f"{where}.{key}", f"{flag!r} must be true or false")
+                raise key_error(path, f"{where}.{key}", f"{flag!r} must be true or false")
         seeds = p.get("seeds", [0, 1, 2])
         if not (
             isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds)
         ):
-            raise _error(
+            raise key_error(
                 path, f"{where}.seeds", f"{seeds!r} must be a non-empty list of integers >= 0"
             )
         if len(set(seeds)) != len(seeds):
-            raise _error(path, f"{where}.seeds", f"{seeds!r} repeats a seed")
+            raise key_error(path, f"{where}.seeds", f"{seeds!r} repeats a seed")
         n_fake = p.get("n_fake", 1000)
         if not (isinstance(n_fake, int) and n_fake >= 2):
-            raise _error(path, f"{where}.n_fake", f"{n_fake!r} must be an integer >= 2")
+            raise key_error(path, f"{where}.n_fake", f"{n_fake!r} must be an integer >= 2")
         mult = p.get("width_multiplier", 1.0)
         if not (isinstance(mult, int | float) and math.isfinite(mult) and mult > 0):
-            raise _error(path, f"{where}.width_multiplier", f"{mult!r} must be a positive number")
+            raise key_error(
+                path, f"{where}.width_multiplier", f"{mult!r} must be a positive number"
+            )
         if p.get("base_recipe") is not None and p["base_recipe"] not in RECIPES:
-            raise _error(
+            raise key_error(
                 path,
                 f"{where}.base_recipe",
                 f"unknown recipe {p['base_recipe']!r}; choose one of {', '.join(RECIPES)}",
@@ -284,15 +248,15 @@ def _profiles(path: Path, raw: dict, defaults: dict) -> dict[str, Profile]:
 
 def _arms(path: Path, raw: Any) -> dict[str, Arm]:
     if not isinstance(raw, dict) or not raw:
-        raise _error(path, "arms", "needs at least one [arms.NAME] table of RunConfig overrides")
+        raise key_error(path, "arms", "needs at least one [arms.NAME] table of RunConfig overrides")
     arms = {}
     valid_keys = set(RunConfig.__dataclass_fields__) | ARM_SPECIAL_KEYS
     for name, body in raw.items():
         if not isinstance(body, dict):
-            raise _error(path, f"arms.{name}", "must be a table of overrides")
+            raise key_error(path, f"arms.{name}", "must be a table of overrides")
         if not name.strip():
-            raise _error(path, "arms", "an arm name is empty")
-        _check_keys(path, f"arms.{name}.", body, valid_keys)
+            raise key_error(path, "arms", "an arm name is empty")
+        check_keys(path, f"arms.{name}.", body, valid_keys)
         overrides = {k: v for k, v in body.items() if k not in ARM_SPECIAL_KEYS}
         for key, value in overrides.items():
             if key in CHOICES:
@@ -300,14 +264,14 @@ def _arms(path: Path, raw: Any) -> dict[str, Arm]:
                 _check_choice(path, f"arms.{name}.{key}", value, CHOICES[key], shown)
         recipe = body.get("recipe")
         if recipe is not None and recipe not in RECIPES:
-            raise _error(
+            raise key_error(
                 path,
                 f"arms.{name}.recipe",
                 f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}",
             )
         match = body.get("match_baseline", "images")
         if match not in ("images", "steps"):
-            raise _error(
+            raise key_error(
                 path,
                 f"arms.{name}.match_baseline",
                 f"{match!r} is not valid; choose 'images' or 'steps'",
@@ -318,9 +282,9 @@ def _arms(path: Path, raw: Any) -> dict[str, Arm]:
 
 def _margin(path: Path, key: str, value: Any) -> float:
     if not (isinstance(value, int | float) and not isinstance(value, bool)):
-        raise _error(path, key, f"{value!r} must be a number between 0 and 1 (0.10 = ±10%)")
+        raise key_error(path, key, f"{value!r} must be a number between 0 and 1 (0.10 = ±10%)")
     if not (math.isfinite(value) and 0 < value < 1):
-        raise _error(path, key, f"{value!r} must be between 0 and 1 (0.10 = ±10%)")
+        raise key_error(path, key, f"{value!r} must be between 0 and 1 (0.10 = ±10%)")
     return float(value)
 
 
@@ -332,29 +296,29 @@ def _claim_conditions(path: Path, where: str, c: dict, kind: str, default_margin
         _check_choice(path, f"{where}.measure", measure, measures or ("(none for info)",))
     recipe = c.get("recipe")
     if recipe is not None and recipe not in RECIPES:
-        raise _error(
+        raise key_error(
             path,
             f"{where}.recipe",
             f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}",
         )
     for key in ("data", "budget"):
         if c.get(key) is not None and not isinstance(c[key], str):
-            raise _error(path, f"{where}.{key}", f"{c[key]!r} must be a string")
+            raise key_error(path, f"{where}.{key}", f"{c[key]!r} must be a string")
     margin = _margin(path, f"{where}.margin", c["margin"]) if "margin" in c else default_margin
     scope = c.get("scope", "in")
     if not isinstance(scope, str) or not (
         scope == "in" or (scope.startswith("out:") and scope[4:].strip())
     ):
-        raise _error(path, f"{where}.scope", f"{scope!r} must be 'in' or 'out: <why>'")
+        raise key_error(path, f"{where}.scope", f"{scope!r} must be 'in' or 'out: <why>'")
     criterion = c.get("criterion", {})
     if not isinstance(criterion, dict):
-        raise _error(path, f"{where}.criterion", "must be a table, e.g. { g_loss_above = 20.0 }")
+        raise key_error(path, f"{where}.criterion", "must be a table, e.g. { g_loss_above = 20.0 }")
     if criterion and kind != "diverges":
-        raise _error(path, f"{where}.criterion", "only a 'diverges' claim takes a criterion")
-    _check_keys(path, f"{where}.criterion.", criterion, CRITERION_KEYS)
+        raise key_error(path, f"{where}.criterion", "only a 'diverges' claim takes a criterion")
+    check_keys(path, f"{where}.criterion.", criterion, CRITERION_KEYS)
     for key, value in criterion.items():
         if not (isinstance(value, int | float) and math.isfinite(value)):
-            raise _error(path, f"{where}.criterion.{key}", f"{value!r} must be a number")
+            raise key_error(path, f"{where}.criterion.{key}", f"{value!r} must be a number")
     return {
         "measure": measure, "recipe": recipe, "data": c.get("data"), "budget": c.get("budget"),
         "margin": margin, "scope": scope, "criterion": {k: float(v) for k, v in criterion.items()},
@@ -367,16 +331,18 @@ def _claims(
     claims = []
     for i, c in enumerate(raw):
         where = f"claims[{i}]"
-        _check_keys(path, f"{where}.", c, CLAIM_KEYS)
+        check_keys(path, f"{where}.", c, CLAIM_KEYS)
         kind = c.get("kind", "info")
         _check_choice(path, f"{where}.kind", kind, CLAIM_KINDS)
         for key in ("arm", "vs"):
             if c.get(key) is not None and c[key] not in arms:
-                raise _error(path, f"{where}.{key}", f"no arm {c[key]!r}; arms: {', '.join(arms)}")
+                raise key_error(
+                    path, f"{where}.{key}", f"no arm {c[key]!r}; arms: {', '.join(arms)}"
+                )
         if kind in ("better", "not_better") and not (c.get("arm") and c.get("vs")):
-            raise _error(path, where, f"kind {kind!r} needs both 'arm' and 'vs'")
+            raise key_error(path, where, f"kind {kind!r} needs both 'arm' and 'vs'")
         if kind == "diverges" and not c.get("arm"):
-            raise _error(path, where, "kind 'diverges' needs 'arm'")
+            raise key_error(path, where, "kind 'diverges' needs 'arm'")
         claims.append(
             Claim(
                 str(c.get("source", "")),
@@ -403,25 +369,25 @@ def load_spec(name_or_path: str | Path, ablations_dir: Path | None = None) -> Ab
             raise ConfigError(
                 f"no ablation {str(name_or_path)!r} in {ablations_dir}; choose one of {', '.join(known)}"
             )
-    raw = _load_toml(path)
-    _check_keys(path, "", raw, SPEC_KEYS)
+    raw = load_toml(path)
+    check_keys(path, "", raw, SPEC_KEYS)
     spec_checks.check_structure(path, raw)  # shapes, names, seeds: before anything reads them
     defaults_path = path.parent / PROFILES_FILE
     if not defaults_path.exists():  # a spec kept elsewhere still inherits the standard profiles
         defaults_path = ABLATIONS_DIR / PROFILES_FILE
-    defaults = _load_toml(defaults_path).get("profiles", {}) if defaults_path.exists() else {}
+    defaults = load_toml(defaults_path).get("profiles", {}) if defaults_path.exists() else {}
     for key in ("question", "base_recipe", "baseline"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
-            raise _error(path, key, "is required (a non-empty string)")
+            raise key_error(path, key, "is required (a non-empty string)")
     if raw["base_recipe"] not in RECIPES:
-        raise _error(
+        raise key_error(
             path,
             "base_recipe",
             f"unknown recipe {raw['base_recipe']!r}; choose one of {', '.join(RECIPES)}",
         )
     arms = _arms(path, raw.get("arms"))
     if raw["baseline"] not in arms:
-        raise _error(
+        raise key_error(
             path, "baseline", f"{raw['baseline']!r} is not an arm; arms: {', '.join(arms)}"
         )
     profiles = _profiles(path, raw.get("profiles", {}), defaults)

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from dcgan import runner, store
+from dcgan import runner, store, worker
 from dcgan.runner import Paths, run_ablation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,7 +156,7 @@ GB = 1 << 30
 def test_default_workers_per_core_memory_and_gpu(
     monkeypatch, cores, cuda, queued, data_gb, expected
 ):
-    monkeypatch.setattr(runner.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(worker.os, "cpu_count", lambda: cores)
     monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(runner, "_available_memory", lambda: 16 * GB)
-    assert runner.default_workers(queued, data_gb * GB) == expected
+    monkeypatch.setattr(worker, "available_memory", lambda: 16 * GB)
+    assert worker.default_workers(queued, data_gb * GB) == expected

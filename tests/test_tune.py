@@ -18,11 +18,12 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from dcgan import store, tune
-from dcgan.config import ConfigError
+from dcgan import dashboard, store, tune, tune_space, tune_study, tune_trial
+from dcgan.config import ConfigError, RunConfig
+from dcgan.locations import Paths
+from dcgan.metrics.fidelity import read_scores, score_run, snapshot_steps
 from dcgan.recipes import build_config
-from dcgan.runner import Paths
-from dcgan.train import train
+from dcgan.train import read_metrics, train
 from tests.pg import postgres  # noqa: F401  (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def smoke_study(tmp_path_factory):
 
 # ---- the space file ------------------------------------------------------------------------
 def test_shipped_space_builds_for_every_profile():
-    space = tune.load_space("tune_dcgan")
+    space = tune_space.load_space("tune_dcgan")
     assert set(space.profiles) >= {"cpu", "smoke"} and space.base_recipe == "cpu_default"
     assert space.params["beta1"].fields == ("beta1_g", "beta1_d")
     assert {
@@ -124,7 +125,7 @@ def write_space(tmp_path: Path, edit) -> Path:
 def test_bad_space_file_names_file_and_key(tmp_path, edit, key, says):
     path = write_space(tmp_path, edit)
     with pytest.raises(ConfigError) as err:
-        tune.load_space(path)
+        tune_space.load_space(path)
     message = str(err.value)
     assert str(path) in message and key in message and says in message, message
 
@@ -142,8 +143,10 @@ def test_smoke_study_scores_every_trial_and_keeps_its_grid(smoke_study):
         assert attrs["status"] in ("completed", "pruned", "diverged") and attrs["protocol"]
         assert attrs["wall_s"] > 0 and attrs["images_per_s"] > 0
         assert attrs["fid_curve"] and all(v == v for _, v in attrs["fid_curve"])  # finite scores
-        assert Path(attrs["run_dir"]) == root / "results" / "tune" / "tune_dcgan" / "smoke" / str(
-            t.number
+        # a planned, content-addressed run like an ablation's (it was results/<study>/<number>)
+        assert (
+            Path(attrs["run_dir"])
+            == root / "results" / "runs" / RunConfig.from_dict(attrs["config"]).hash()
         )
         if t.state == TrialState.COMPLETE:
             assert t.values == [attrs["fid"]] == [attrs["fid_curve"][-1][1]]
@@ -168,7 +171,7 @@ def test_resuming_with_a_larger_budget_runs_only_the_extra_trials(smoke_study):
 def test_best_trial_exports_a_recipe_that_trains(smoke_study, tmp_path):
     root, study = smoke_study
     out = tmp_path / "best.json"
-    recipe = tune.export_best(study, out)
+    recipe = tune_study.export_best(study, out)
     best = min(
         (t for t in study.get_trials() if t.state == TrialState.COMPLETE), key=lambda t: t.values[0]
     )
@@ -190,7 +193,7 @@ def test_wall_time_as_second_objective_gives_a_pareto_front(tmp_path):
     for t in study.get_trials():
         assert t.state == TrialState.COMPLETE and not t.intermediate_values  # nothing to prune
         assert t.values == [t.user_attrs["fid"], t.user_attrs["wall_s"]]
-    recipe = tune.export_best(study, tmp_path / "best.json")
+    recipe = tune_study.export_best(study, tmp_path / "best.json")
     front = {t.number: t.values[0] for t in study.best_trials}
     assert recipe["source"]["trial"] == min(front, key=front.get)
 
@@ -202,7 +205,74 @@ def test_a_time_limit_makes_slow_trials_infeasible(tmp_path):
         assert t.state in FINISHED
         assert t.system_attrs["constraints"] == [t.user_attrs["wall_s"] - 0.001]
     with pytest.raises(ConfigError, match="no completed trial"):
-        tune.export_best(study, tmp_path / "best.json")
+        tune_study.export_best(study, tmp_path / "best.json")
+
+
+# ---- a trial is a planned run: scored as ablations score, resumed, re-used ---------------------
+def one_trial(root: Path, name: str, pruner, params: dict):
+    """tune_trial.run_trial on one trial of fixed parameters, in its own study."""
+    paths = Paths(root / "results", root / "reports")
+    storage = store.open_storage(paths.default_storage)
+    study = optuna.create_study(study_name=name, storage=storage, pruner=pruner)
+    study.enqueue_trial(params)
+    trial = study.ask()
+    job = tune_trial.TuneJob(
+        str(SPACE), "smoke", paths.default_storage, paths, torch.get_num_threads()
+    )
+    space = tune_space.load_space(SPACE)
+    outcome = tune_trial.run_trial(trial, space, job, store.artifact_store(paths.artifacts), {})
+    study.tell(trial, outcome.values, state=outcome.state)
+    return outcome, study.trials[-1], paths.runs / space.config("smoke", params).hash()
+
+
+def test_a_pruned_run_resumes_to_the_same_numbers_and_a_finished_one_is_re_used(tmp_path):
+    space = tune_space.load_space(SPACE)
+    params = space.reference  # batch 128 at 0.384 kimg: 3 steps, scored at steps 2 and 3
+    cfg = space.config("smoke", params)
+    whole = tmp_path / "whole"  # the same config, trained start to end without a stop
+    train(cfg, whole)
+    fid_whole = [
+        r["value"]
+        for r in score_run(whole, "mnist", 200)
+        if r["name"] == "fid_mnist_200" and r["step"] == 3
+    ]
+
+    # pruned at its first score: the folder is a run stopped at that checkpoint, nothing after
+    always = optuna.pruners.ThresholdPruner(upper=0.0)  # every FID is above 0
+    outcome, pruned, run_dir = one_trial(tmp_path, "pruned", always, params)
+    assert outcome.state == TrialState.PRUNED and pruned.user_attrs["steps_done"] == 2
+    assert pruned.user_attrs["run_dir"] == str(run_dir)
+    assert [at for at, _ in pruned.user_attrs["fid_curve"]] == [192]  # half of the 384 images
+    assert pruned.user_attrs["curve_unit"] == "images"
+    assert sorted(snapshot_steps(run_dir)) == [2] and not (run_dir / "result.json").exists()
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == 2
+    records = read_scores(run_dir)  # the ablations' record, under the ablations' protocol
+    assert {r["step"] for r in records if r["kind"] == "generator"} == {2}
+    fid = [r for r in records if r["name"] == "fid_mnist_200" and r["step"] == 2]
+    assert [r["value"] for r in fid] == [pruned.user_attrs["fid"]]
+    assert fid[0]["protocol_id"] == pruned.user_attrs["protocol"]["id"]
+    assert fid[0]["metric"] == "fid" and fid[0]["extractor"] == "mnist"
+
+    # a later trial of the same config resumes it and ends where the uninterrupted run ends
+    outcome, resumed, same_dir = one_trial(tmp_path, "resumed", None, params)
+    assert same_dir == run_dir and outcome.state == TrialState.COMPLETE
+    assert resumed.user_attrs["resumed_from_step"] == 2
+    assert resumed.values == [resumed.user_attrs["fid"]] == fid_whole
+    assert [at for at, _ in resumed.user_attrs["fid_curve"]] == [192, 384]
+    assert resumed.intermediate_values == {192: fid[0]["value"], 384: fid_whole[0]}
+    mine = torch.load(run_dir / "snapshots" / "G_step_0000003.pt", weights_only=True)
+    theirs = torch.load(whole / "snapshots" / "G_step_0000003.pt", weights_only=True)
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    steps = [(r["step"], r["d_loss"], r["g_loss"]) for r in read_metrics(run_dir)]
+    assert steps == [(r["step"], r["d_loss"], r["g_loss"]) for r in read_metrics(whole)]
+
+    # and a third finds it finished: nothing trained, nothing re-scored
+    before = (run_dir / "checkpoint.pt").stat().st_mtime_ns, len(read_scores(run_dir))
+    outcome, reused, _ = one_trial(tmp_path, "reused", None, params)
+    assert outcome.state == TrialState.COMPLETE and reused.values == resumed.values
+    assert reused.user_attrs["resumed_from_step"] == 3 and "re-used" in outcome.summary
+    assert reused.user_attrs["wall_s"] > 0 and reused.user_attrs["images_per_s"] > 0
+    assert ((run_dir / "checkpoint.pt").stat().st_mtime_ns, len(read_scores(run_dir))) == before
 
 
 # ---- the dashboard -------------------------------------------------------------------------
@@ -235,10 +305,10 @@ def test_dashboard_binds_loopback_unless_told(monkeypatch, capsys, tmp_path):
     calls = []
     monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: calls.append(kw))
     storage = f"sqlite:///{tmp_path / 'store.db'}"
-    assert tune.command_dashboard(["--storage", storage]) == 0
+    assert dashboard.command_dashboard(["--storage", storage]) == 0
     assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8080
     assert "warning" not in capsys.readouterr().err
-    tune.command_dashboard(["--storage", storage, "--host", "0.0.0.0", "--port", "9000"])
+    dashboard.command_dashboard(["--storage", storage, "--host", "0.0.0.0", "--port", "9000"])
     assert calls[-1]["host"] == "0.0.0.0" and calls[-1]["port"] == 9000
     assert "warning" in capsys.readouterr().err
 
@@ -386,11 +456,11 @@ def test_best_so_far_line_rounds_and_names_the_best_trial():
             params={"lr_g": 0.0003}, distributions=dist, state=optuna.trial.TrialState.PRUNED
         )
     )
-    line = tune.best_so_far(study)
+    line = tune_study.best_so_far(study)
     assert line == (
         "3/3 trials finished (2 complete, 1 pruned) · best so far: trial 0, "
         "fid_mnist_1k 497.5 (lr_g=0.000131)"
     )
-    assert tune.format_params({"g_activation": "selu", "beta1": 0.87123456}) == (
+    assert tune_study.format_params({"g_activation": "selu", "beta1": 0.87123456}) == (
         "g_activation=selu, beta1=0.871"
     )
