@@ -26,6 +26,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .rundir import RunDir
+
 DEFAULT_IMG_S = 870.0  # cpu_default (32x32, widths 32, batch 64), one thread, idle 2-core CPU
 MAX_DEFAULT_IMG_S = 4000.0  # tiny nets are bounded by per-step overhead, not FLOPs
 SCORE_S_PER_1K = {"mnist": 0.75, "inception": 155.0}  # CPU; inception on CUDA: see score_seconds
@@ -168,32 +170,19 @@ def run_seconds(
 
 def last_step(run_dir: Path) -> int:
     """The last logged step of a run folder (metrics.jsonl's last line), 0 if none."""
-    path = Path(run_dir) / "metrics.jsonl"
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 4096))
-            lines = fh.read().splitlines()
-    except OSError:
-        return 0
-    for line in reversed(lines):
-        try:
-            return int(json.loads(line)["step"]) + 1
-        except (ValueError, KeyError, TypeError):
-            continue
-    return 0
+    return RunDir(run_dir).last_logged_step()
 
 
 def file_status(run_dir: Path) -> tuple[str, int]:
     """('trained', steps) when the folder holds a result, ('partial', step) with a checkpoint."""
-    if (run_dir / "result.json").exists():
+    run = RunDir(run_dir)
+    if run.result.exists():
         try:
-            return "trained", int(json.loads((run_dir / "result.json").read_text())["steps_done"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return "trained", int((run.read_result() or {})["steps_done"])
+        except (KeyError, ValueError, TypeError):
             return "trained", 0
-    if (run_dir / "checkpoint.pt").exists():
-        return "partial", last_step(run_dir)
+    if run.checkpoint.exists():
+        return "partial", run.last_logged_step()
     return "new", 0
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .plan import duration, last_step
+from .rundir import RunDir
 
 MAX_SHOWN = 3  # runs in flight named on the line; the rest are counted
 OBSERVED_AFTER = 0.05  # share of the estimated work done before the observed speed is trusted
@@ -199,7 +200,7 @@ class AblationMonitor:
                 done.add(key)
             elif TrialState.RUNNING in states:
                 run_dir = self.runs_dir / key[2]
-                if (run_dir / "result.json").exists():
+                if RunDir(run_dir).result.exists():
                     in_flight.append(InFlight(key[0], key[1], "scoring", 0, self.totals[key]))
                 else:
                     step = min(last_step(run_dir), self.totals[key])

@@ -15,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+from ..rundir import RunDir
 from . import ood
 from .fidelity import FEATURE_METRICS, METRICS, read_scores, score_run, select
 
@@ -24,7 +25,7 @@ def run_labels(run_dirs: list[Path]) -> dict[str, str]:
     configs = {}
     for run_dir in run_dirs:
         try:
-            configs[Path(run_dir).name] = json.loads((Path(run_dir) / "config.json").read_text())
+            configs[Path(run_dir).name] = RunDir(run_dir).read_config_dict()
         except (OSError, ValueError):
             configs[Path(run_dir).name] = {}
     keys = sorted({k for c in configs.values() for k in c})
