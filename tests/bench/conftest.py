@@ -12,10 +12,15 @@ other work, 2 OpenMP threads stall at every op's barrier whenever one core is ta
 (measured: a cpu_default step 10-20x slower, and ratios that are noise). Set it to the core
 count on an idle machine, with OMP_WAIT_POLICY=ACTIVE (tests/conftest.py defaults it to
 PASSIVE, which costs ~1.4x at 2 threads when nothing else runs). `DCGAN_BENCH_DEVICE` picks the device (default auto).
+
+`DCGAN_BENCH_QUICK=1` shrinks the benches that train a whole `cpu` run (ablation-level
+efficiency, time-to-quality) to QUICK_STEPS steps and QUICK_SNAPSHOTS snapshots: a check
+that they work, on a busy machine; their figures mean something only at full size.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -37,6 +42,10 @@ THROUGHPUT: dict[str, dict[str, float]] = {}  # config -> {"baseline"|"fast": im
 STEP_FLOPS: dict[str, float] = {}  # config -> FLOPs of one fast-path step
 PIECES: dict[str, float] = {}  # variant -> its time / the whole fast path's time
 CEILING: dict[str, float] = {}  # "flops_per_s", "gflop", "shape"
+EFFICIENCY: dict[str, dict] = {}  # "phases": {phase: s}, "notes": {...} (test_bench_efficiency)
+TIME_TO_QUALITY: dict[str, list] = {}  # "lines": the summary lines (test_bench_time_to_quality)
+QUICK = os.environ.get("DCGAN_BENCH_QUICK", "") not in ("", "0")
+QUICK_STEPS, QUICK_SNAPSHOTS = 150, 4
 _START = time.perf_counter()
 
 
@@ -90,6 +99,27 @@ def png_root(image_set, tmp_path_factory):
     return get
 
 
+def cpu_baseline(spec_name: str = "activation"):
+    """(spec, profile, planned run): the `cpu` profile's baseline arm, seed 0, as an ablation
+    plans it; under DCGAN_BENCH_QUICK its budget is QUICK_STEPS steps with QUICK_SNAPSHOTS
+    snapshots (snapshot_every rounded up). The device follows DCGAN_BENCH_DEVICE (default
+    auto, the spec's own; the device is not part of a run's identity)."""
+    from dcgan.specs import load_spec
+
+    spec = load_spec(spec_name)
+    run = spec.plan("cpu", [0])[0]
+    assert (run.arm, run.seed, run.execution) == (spec.baseline, 0, 0), run
+    cfg = run.config.replace("bench", device=DEVICE)
+    if QUICK:
+        cfg = cfg.replace(
+            "bench (DCGAN_BENCH_QUICK)",
+            kimg=QUICK_STEPS * cfg.batch_size / 1000,
+            snapshot_every=-(-QUICK_STEPS // QUICK_SNAPSHOTS),
+        )
+        assert cfg.total_steps == QUICK_STEPS, cfg.total_steps
+    return spec, spec.profile("cpu"), dataclasses.replace(run, config=cfg)
+
+
 def best_round_s(benchmark) -> float:
     return benchmark.stats.stats.min
 
@@ -104,7 +134,30 @@ def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _efficiency_summary(terminalreporter) -> None:
+    write = terminalreporter.write_line
+    scale = "DCGAN_BENCH_QUICK: reduced size, figures not representative" if QUICK else "full size"
+    if EFFICIENCY:
+        notes = EFFICIENCY["notes"]
+        terminalreporter.section(f"one cpu-profile run, phase by phase ({scale})")
+        write(f"{notes['what']}; {torch.get_num_threads()} torch thread(s); share = of the total")
+        phases = EFFICIENCY["phases"]
+        total = sum(phases.values())
+        for phase, seconds in phases.items():
+            write(f"  {phase:<58}{seconds:>9.2f} s{seconds / total:>7.1%}")
+        write(f"  {'total':<58}{total:>9.2f} s")
+        write(f"scoring share of a run: {notes['scoring_share_of_run']:.1%} (goal < 10%): "
+              f"{notes['scoring_share_rule']}")  # fmt: skip
+        for line in notes.get("lines", []):
+            write(line)
+    if TIME_TO_QUALITY:
+        terminalreporter.section(f"time to quality: cpu baseline until the gate passes ({scale})")
+        for line in TIME_TO_QUALITY.get("lines", []):
+            write(line)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
+    _efficiency_summary(terminalreporter)
     if not (THROUGHPUT or PIECES or CEILING):
         return
     write = terminalreporter.write_line
