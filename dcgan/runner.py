@@ -8,7 +8,6 @@ finished ablation re-runs in seconds and trains nothing.
 
 from __future__ import annotations
 
-import json
 import math
 import os  # noqa: F401 (tests/faults patch runner.os.cpu_count; the layout is worker.py's)
 import time
@@ -25,15 +24,15 @@ from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .faults import crash_point
 from .locations import Paths, spec_name, study_name  # noqa: F401 (re-exported)
+from .rundir import RunDir
 from .specs import AblationSpec, load_spec
 from .train import read_metrics, train
-from .worker import (  # noqa: F401 (run_lock, default_workers: re-exported)
+from .worker import (  # noqa: F401 (default_workers: re-exported)
     Outcome,
     Retry,
     default_workers,
     plan_layout,
     run_folder,
-    run_lock,
     serve,
     spawn_workers,
     store_url,
@@ -266,15 +265,15 @@ def image_curve(rows: list[list], metric: str, extractor: str) -> list[list]:
 
 
 def _upload_artifacts(trial: optuna.Trial, run_dir: Path, artifacts) -> None:
-    for grid in sorted((run_dir / "grids").glob("step_*.png")):
+    run = RunDir(run_dir)
+    for _, grid in run.grids():
         optuna.artifacts.upload_artifact(
             artifact_store=artifacts,
             file_path=str(grid),
             study_or_trial=trial,
             mimetype="image/png",
         )
-    curves = run_dir / "curves.json"
-    curves.write_text(json.dumps(downsample_curves(read_metrics(run_dir))))
+    curves = run.write_curves(downsample_curves(read_metrics(run_dir)))
     optuna.artifacts.upload_artifact(
         artifact_store=artifacts,
         file_path=str(curves),

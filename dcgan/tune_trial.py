@@ -23,7 +23,6 @@ at the same point of the budget.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from . import store
 from .config import RunConfig
 from .data import ImageSet, load_images
 from .locations import Paths
+from .rundir import RunDir
 from .train import train
 from .tune_space import Objective, SearchSpace, budget_images, load_space
 from .tune_study import best_so_far, format_params, open_study
@@ -152,11 +152,13 @@ class _Scores:
 
 def _resume_step(run_dir: Path) -> int:
     """The step train() starts from in this folder: its result's, its checkpoint's, or 0."""
+    run = RunDir(run_dir)
     try:
-        if (run_dir / "result.json").exists():
-            return int(json.loads((run_dir / "result.json").read_text())["steps_done"])
-        if (run_dir / "checkpoint.pt").exists():
-            state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+        result = run.read_result()
+        if result is not None:
+            return int(result["steps_done"])
+        if run.checkpoint.exists():
+            state = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
             return int(state["step"])
     except (OSError, ValueError, KeyError, TypeError, RuntimeError):
         pass  # train() says what is wrong with the folder
@@ -230,9 +232,7 @@ def run_trial(
     }
     for name, value in attrs.items():
         trial.set_user_attr(name, value)
-    grids = [
-        p for p in sorted((run_dir / "grids").glob("step_*.png")) if int(p.stem[5:]) <= steps_done
-    ]
+    grids = [path for step, path in RunDir(run_dir).grids() if step <= steps_done]
     if grids:
         optuna.artifacts.upload_artifact(
             artifact_store=artifacts,

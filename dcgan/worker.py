@@ -7,21 +7,21 @@ trial) until none is left, beating the trial's heartbeat while it executes, tell
 the outcome, and recording a failure on its trial without stopping the worker.
 
 Also here, because every run is executed the same way whoever planned it:
-- `run_folder`: a config's content-addressed folder (results/runs/<config hash>), locked so
-  that two workers (two ablations, or an ablation and a tuning study) never train or score the
-  same run at once, its damaged files quarantined first (dcgan/integrity.py);
+- `run_folder`: a config's content-addressed folder (results/runs/<config hash>), locked
+  (dcgan/rundir.py: RunDir.lock) so that two workers (two ablations, or an ablation and a
+  tuning study) never train or score the same run at once, its damaged files quarantined first
+  (dcgan/integrity.py);
 - `spawn_workers`, `default_workers`, `plan_layout`: how many worker processes, each on how
   many torch threads;
 - `store_url`: which store the workers share.
 
-Layering: this module imports the store, faults and (lazily) integrity and torch; it never
-imports the runner or the tuner, which import it.
+Layering: this module imports the store, faults and (lazily) rundir, integrity and torch; it
+never imports the runner or the tuner, which import it.
 """
 
 from __future__ import annotations
 
 import enum
-import fcntl
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
@@ -190,31 +190,19 @@ def plan_layout(
 
 # ---- one run's folder ------------------------------------------------------------------------
 @contextmanager
-def run_lock(run_dir: Path):
-    """Two workers planning the same config (two ablations, or an ablation and a tuning study)
-    never train or score it at the same time."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@contextmanager
 def run_folder(cfg, paths: Paths, trial: optuna.Trial) -> Iterator[Path]:
     """The config's content-addressed folder (paths.runs / cfg.hash()), held under its lock,
     with its damaged files quarantined first (each repair noted on the trial as `repaired`).
     Whoever planned the config, the same folder: a run trained once is re-used, a run stopped
     early (killed, pruned) resumes from its checkpoint."""
     from . import integrity  # torch: not for the dashboard command, which imports store_url
+    from .rundir import RunDir
 
-    run_dir = paths.runs / cfg.hash()
-    with run_lock(run_dir):
-        for message in integrity.repair_run_dir(run_dir, cfg):
+    run = RunDir(paths.runs / cfg.hash())
+    with run.lock():  # two workers never train or score the same run at once
+        for message in integrity.repair_run_dir(run, cfg):
             trial.set_user_attr("repaired", message)
-        yield run_dir
+        yield run.path
 
 
 def store_url(storage_url: str | None, paths: Paths) -> str:
