@@ -126,7 +126,7 @@ def _executions(replicates, grouped, runs: pd.DataFrame) -> pd.DataFrame:
                 "arm": rep.arm,
                 "seed": rep.seed,
                 "threads": rep.config.threads,
-                "fid_main": float(main["fid"].iloc[0]) if len(main) else float("nan"),
+                "fid_main": main["fid"].iloc[0] if len(main) else None,  # None: not scored yet
                 "fid_replicate": (
                     done[0].user_attrs.get("scores", {}).get("fid") if done else None
                 ),
@@ -136,7 +136,8 @@ def _executions(replicates, grouped, runs: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(
         rows, columns=["arm", "seed", "threads", "fid_main", "fid_replicate", "status"]
     )
-    frame["fid_replicate"] = pd.to_numeric(frame["fid_replicate"], errors="coerce")
+    for column in ("fid_main", "fid_replicate"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 
 

@@ -109,3 +109,18 @@ def test_the_rendering_machine_is_labelled_as_such():
     stamp = collect.rendered_on()
     assert all(k.startswith("rendered") for k in stamp)
     assert "not the runs'" in next(iter(stamp))
+
+
+def test_execution_spread_while_the_main_run_is_not_scored_yet():
+    """The live report collects mid-ablation: a replicate's main run may have no FID yet."""
+    import pandas as pd
+
+    from dcgan.config import RunConfig
+    from dcgan.specs import PlannedRun
+
+    rep = PlannedRun("base", 0, RunConfig(threads=2), execution=1)
+    runs = pd.DataFrame([{"arm": "base", "seed": 0, "fid": None}])
+    frame = collect._executions([rep], {}, runs)
+    assert frame["fid_main"].isna().all() and frame["fid_replicate"].isna().all()
+    runs.loc[0, "fid"] = 12.5
+    assert collect._executions([rep], {}, runs)["fid_main"].iloc[0] == 12.5
