@@ -160,17 +160,33 @@ def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> tuple:
     url = storage_url or paths.default_storage
     storage = store.open_storage(url)
     study = optuna.load_study(study_name=study_name(spec, profile, None), storage=storage)
+    prof = spec.profile(profile)
+    primary = (prof.extractors or (prof.extractor,))[0]
     rows, statuses = [], []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         attrs = trial.user_attrs
-        per_kimg = attrs["config"]["batch_size"] / 1000
         statuses.append({"arm": attrs["arm"], "seed": attrs["seed"], "status": attrs.get("status")})
         rows += [
-            {"arm": attrs["arm"], "seed": attrs["seed"], "kimg": step * per_kimg, "value": value}
-            for step, value in attrs.get("fid_curve", [])
+            {"arm": attrs["arm"], "seed": attrs["seed"], "kimg": kimg, "value": value}
+            for kimg, value in fid_points(attrs, primary)
         ]
     fid = pd.DataFrame(rows, columns=["arm", "seed", "kimg", "value"]).dropna()
     return spec, fid, pd.DataFrame(statuses, columns=["arm", "seed", "status"])
+
+
+def fid_points(attrs: dict, extractor: str) -> list[tuple[float, float]]:
+    """(kimg, FID) of a stored run: from its score records when it has them (kimg is on each),
+    else from `fid_curve`, keyed by images seen (`curve_unit` = "images") or, in trials stored
+    before that marker, by step."""
+    rows = attrs.get("score_rows") or []
+    points = [(k, v) for _, k, m, e, v in rows if m == "fid" and e == extractor and k is not None]
+    if points:
+        return points
+    if attrs.get("curve_unit") == "images":
+        per = 1 / 1000
+    else:
+        per = attrs["config"]["batch_size"] / 1000
+    return [(x * per, v) for x, v in attrs.get("fid_curve", []) if x is not None]
 
 
 def command_choose_budget(argv: list[str] | None = None) -> int:

@@ -57,3 +57,22 @@ def test_no_budget_qualifies_when_the_baseline_never_converges():
     # a steep power law falls 58% in the last quarter of every budget: never past the fast phase
     fid = pd.concat([_frame("base", lambda k: 1e7 * k**-3.0), _frame("b", lambda k: 10)])
     assert budget.choose(budget.candidates(fid, ["base", "b"], "base")) is None
+
+
+def test_pilot_points_are_in_kimg_whatever_the_stored_curve_form():
+    """A pilot stored before or after curves moved from steps to images reads the same."""
+    from dcgan.budget import fid_points
+
+    config = {"batch_size": 64}
+    rows = [[250, 16.0, "fid", "mnist", 90.0], [250, 16.0, "fid", "randcnn", 9.0],
+            [500, 32.0, "fid", "mnist", 40.0]]  # fmt: skip
+    expected = [(16.0, 90.0), (32.0, 40.0)]
+    assert fid_points({"config": config, "score_rows": rows}, "mnist") == expected
+    by_images = {
+        "config": config,
+        "curve_unit": "images",
+        "fid_curve": [[16000, 90.0], [32000, 40.0]],
+    }
+    assert fid_points(by_images, "mnist") == expected
+    by_steps = {"config": config, "fid_curve": [[250, 90.0], [500, 40.0]]}
+    assert fid_points(by_steps, "mnist") == expected
