@@ -14,7 +14,6 @@ renders (curves, grids, protocol, floor, setup, claims).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,11 +62,11 @@ def load_results(
 
     from . import store
     from .collect import collect_results, factor_values, store_error
-    from .locations import Paths, study_name
+    from .locations import Paths, storage_url, study_name
     from .specs import load_spec
 
     paths = Paths(results_dir(results), reports_dir())
-    url = storage or os.environ.get("DCGAN_STORAGE") or paths.default_storage
+    url = storage_url(storage, paths)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
         raise ConfigError(
             f"no result store at {url[len('sqlite:///') :]}: run `dcgan ablate {name} --profile "

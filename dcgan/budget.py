@@ -153,11 +153,12 @@ def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> tuple:
     from optuna.trial import TrialState
 
     from . import store
+    from .locations import storage_url as resolve_storage
     from .locations import study_name
     from .specs import load_spec
 
     spec = load_spec(name)
-    url = storage_url or paths.default_storage
+    url = resolve_storage(storage_url, paths)
     storage = store.open_storage(url)
     study = optuna.load_study(study_name=study_name(spec, profile, None), storage=storage)
     prof = spec.profile(profile)

@@ -406,7 +406,8 @@ def _paths(args: argparse.Namespace):
 
 
 def _storage(args: argparse.Namespace) -> str | None:
-    return args.storage or os.environ.get("DCGAN_STORAGE") or None
+    """--storage as given; the store itself is chosen by locations.storage_url."""
+    return args.storage
 
 
 def _train(args: argparse.Namespace, _argv: list[str]) -> int:

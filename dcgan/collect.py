@@ -310,10 +310,11 @@ def render_from_store(
     names: list[str], profile: str, storage_url: str | None, paths=None
 ) -> list[Path]:
     from .locations import Paths, study_name
+    from .locations import storage_url as resolve_storage
     from .report import render_index, render_report
 
     paths = paths or Paths()
-    url = storage_url or paths.default_storage
+    url = resolve_storage(storage_url, paths)
     storage = store.open_storage(url, must_exist=True)  # a mistyped path creates nothing
     known = {
         s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)

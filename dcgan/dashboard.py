@@ -188,11 +188,11 @@ def command_dashboard(argv: list[str]) -> int:
 
     from . import store
     from .cli import _paths, _storage
-    from .worker import store_url
+    from .locations import storage_url
 
     args = dashboard_args(argv)
     paths = _paths(args)
-    url = store_url(_storage(args), paths)
+    url = storage_url(_storage(args), paths)
     args.artifact_dir = args.artifact_dir or paths.artifacts
     if not is_loopback(args.host):
         print(f"warning: --host {args.host} is not loopback: the dashboard has no authentication and can edit the store; anyone who reaches it can", file=sys.stderr)  # fmt: skip

@@ -7,6 +7,8 @@ Light on purpose (standard library only): the command line's `--help` reads it.
 - results (`store.db`, `runs/`, `tables/`, `artifacts/`, `cache/`): `--results`, else
   `$DCGAN_RESULTS`, else `results/` in the working directory.
 - reports (HTML): `--reports`, else `$DCGAN_REPORTS`, else `reports/` in the working directory.
+- store (Optuna storage URL): `--storage`, else `$DCGAN_STORAGE`, else `RESULTS/store.db`
+  (`storage_url`: the one rule every command and the API use).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 ABLATIONS_ENV = "DCGAN_ABLATIONS"
 RESULTS_ENV = "DCGAN_RESULTS"
 REPORTS_ENV = "DCGAN_REPORTS"
+STORAGE_ENV = "DCGAN_STORAGE"
 PACKAGE = Path(__file__).resolve().parent
 SOURCE_ABLATIONS = PACKAGE.parent / "ablations"  # a source checkout (or an editable install)
 PACKAGED_ABLATIONS = PACKAGE / "ablations"  # what a wheel installs
@@ -72,6 +75,11 @@ class Paths:
     @property
     def default_storage(self) -> str:
         return f"sqlite:///{self.results / 'store.db'}"
+
+
+def storage_url(flag: str | None, paths: Paths) -> str:
+    """The result store: --storage, else $DCGAN_STORAGE, else the SQLite file under results."""
+    return flag or os.environ.get(STORAGE_ENV) or paths.default_storage
 
 
 def spec_name(spec) -> str:

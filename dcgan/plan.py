@@ -207,13 +207,14 @@ def plan_ablation(
 ) -> Plan:
     from . import store
     from .locations import Paths, study_name
+    from .locations import storage_url as resolve_storage
     from .specs import load_spec
 
     paths = paths or Paths()
     spec = load_spec(name)
     planned = spec.plan(profile, seeds, data)
     prof = spec.profile(profile)
-    url = store.storage_url(storage_url) if storage_url else paths.default_storage
+    url = resolve_storage(storage_url, paths)
     storage = _open_existing_store(url)
     sname = study_name(spec, profile, data)
     states: dict[tuple, set] = {}

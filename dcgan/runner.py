@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from optuna.trial import TrialState
 
-from . import dashboard, preflight, progress, scores, store
+from . import dashboard, locations, preflight, progress, scores, store
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .faults import crash_point
@@ -35,7 +35,6 @@ from .worker import (  # noqa: F401 (default_workers: re-exported)
     run_folder,
     serve,
     spawn_workers,
-    store_url,
 )
 from .worker import available_memory as _available_memory
 
@@ -81,7 +80,7 @@ def run_ablation(
     planned = spec.plan(profile, seeds, data)
     prof = spec.profile(profile)
     data_bytes = _check_inputs(spec, planned, prof.extractors or (prof.extractor,), prof.n_fake)
-    url = store_url(storage_url, paths)
+    url = locations.storage_url(storage_url, paths)
     storage = store.open_storage(url)
     study = optuna.create_study(
         study_name=study_name(spec, profile, data),

@@ -267,14 +267,9 @@ def primary_log_ratios(analysis) -> dict[str, list[float]]:
 
 
 def _storage_url(storage_url: str | None, paths) -> str:
-    """The same resolution as runner.run_ablation: --storage, else DCGAN_STORAGE, else SQLite."""
-    import os
+    from .locations import storage_url as resolve_storage
 
-    from . import store
-
-    if storage_url or os.environ.get("DCGAN_STORAGE"):
-        return store.storage_url(storage_url)
-    return paths.default_storage
+    return resolve_storage(storage_url, paths)
 
 
 def load_results(name: str, profile: str, seeds: list[int], data, storage_url, paths):

@@ -64,7 +64,9 @@ class StoreError(ConfigError):
 
 
 def storage_url(url: str | None) -> str:
-    return url or os.environ.get("DCGAN_STORAGE") or DEFAULT_STORAGE
+    """`url`, or the default store when a caller gives none (commands resolve --storage and
+    $DCGAN_STORAGE once, in locations.storage_url, and pass the result down)."""
+    return url or DEFAULT_STORAGE
 
 
 # ---- redaction -----------------------------------------------------------------------------
@@ -355,7 +357,9 @@ class DcganStorage(RDBStorage):
 
 
 def artifact_store(directory: Path | str | None = None) -> optuna.artifacts.FileSystemArtifactStore:
-    directory = Path(directory or os.environ.get("DCGAN_ARTIFACTS") or DEFAULT_ARTIFACTS)
+    """Grids and curves attached to trials: RESULTS/artifacts (locations.Paths.artifacts), which
+    every command passes; there is no separate setting for it."""
+    directory = Path(directory or DEFAULT_ARTIFACTS)
     directory.mkdir(parents=True, exist_ok=True)
     return optuna.artifacts.FileSystemArtifactStore(str(directory))
 

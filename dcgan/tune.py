@@ -29,10 +29,11 @@ from . import store
 from .config import ConfigError
 from .data import load_images
 from .locations import Paths
+from .locations import storage_url as resolve_storage
 from .tune_space import load_space
 from .tune_study import export_best, open_study, top_up
 from .tune_trial import TuneJob, work
-from .worker import spawn_workers, store_url
+from .worker import spawn_workers
 
 
 def run_tuning(
@@ -54,7 +55,7 @@ def run_tuning(
 
     space, paths = load_space(space_name), paths or Paths()
     obj = space.profile(profile).objective
-    url = store_url(storage_url, paths)
+    url = resolve_storage(storage_url, paths)
     storage = store.open_storage(url)
     study = open_study(space, profile, storage)
     # The real features, computed once here and cached for every worker; a missing dataset or
@@ -111,7 +112,7 @@ def command_tune(argv: list[str]) -> int:
     else:
         try:
             study = optuna.load_study(
-                study_name=name, storage=store.open_storage(store_url(storage_url, paths))
+                study_name=name, storage=store.open_storage(resolve_storage(storage_url, paths))
             )
         except KeyError:
             raise ConfigError(

@@ -13,7 +13,6 @@ Also here, because every run is executed the same way whoever planned it:
   (dcgan/integrity.py);
 - `spawn_workers`, `default_workers`, `plan_layout`: how many worker processes, each on how
   many torch threads;
-- `store_url`: which store the workers share.
 
 Layering: this module imports the store, faults and (lazily) rundir, integrity and torch; it
 never imports the runner or the tuner, which import it.
@@ -195,7 +194,7 @@ def run_folder(cfg, paths: Paths, trial: optuna.Trial) -> Iterator[Path]:
     with its damaged files quarantined first (each repair noted on the trial as `repaired`).
     Whoever planned the config, the same folder: a run trained once is re-used, a run stopped
     early (killed, pruned) resumes from its checkpoint."""
-    from . import integrity  # torch: not for the dashboard command, which imports store_url
+    from . import integrity  # imports torch: lazily, so importing the engine stays light
     from .rundir import RunDir
 
     run = RunDir(paths.runs / cfg.hash())
@@ -203,11 +202,3 @@ def run_folder(cfg, paths: Paths, trial: optuna.Trial) -> Iterator[Path]:
         for message in integrity.repair_run_dir(run, cfg):
             trial.set_user_attr("repaired", message)
         yield run.path
-
-
-def store_url(storage_url: str | None, paths: Paths) -> str:
-    """The store the workers share: --storage, else $DCGAN_STORAGE, else the store under
-    the results folder."""
-    if storage_url or os.environ.get("DCGAN_STORAGE"):
-        return store.storage_url(storage_url)
-    return paths.default_storage

@@ -194,3 +194,26 @@ def test_seeds_and_workers_are_checked(capsys):
     assert "comma-separated integers" in capsys.readouterr().err
     assert cli.main(["ablate", "loss", "--workers", "0"]) == 2
     assert "integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_report_renders_from_the_postgresql_store_the_ablation_used(tmp_path, monkeypatch, capsys):
+    """$DCGAN_STORAGE is read once (locations.storage_url) by ablate *and* report: after an
+    ablation on PostgreSQL, `dcgan report` renders from it, not from a local SQLite file."""
+    from tests.pg import postgres_url
+
+    with postgres_url() as url:
+        monkeypatch.setenv("DCGAN_STORAGE", url)
+        results, reports = tmp_path / "results", tmp_path / "reports"
+        where = ["--results", str(results), "--reports", str(reports)]
+        ablate = ["ablate", "loss", "--profile", "smoke", "--seeds", "0", "--workers", "1"]
+        assert main([*ablate, *where]) == 0
+        assert not (results / "store.db").exists()  # nothing went to the local default
+        page = reports / "loss-smoke.html"
+        page.unlink()
+        assert main(["report", "loss", "--profile", "smoke", *where]) == 0
+        assert page.exists() and "loss" in page.read_text()
+        monkeypatch.delenv("DCGAN_STORAGE")  # the local default has no such ablation
+        capsys.readouterr()
+        assert main(["report", "loss", "--profile", "smoke", *where]) != 0
+        assert "no store at" in capsys.readouterr().err

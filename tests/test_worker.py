@@ -10,8 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from dcgan import store, worker
-from dcgan.locations import Paths
+from dcgan import store
 from dcgan.worker import Outcome, Retry, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,15 +85,6 @@ def test_a_trial_finished_elsewhere_is_given_up_not_failed(tmp_path):
     assert serve(study, storage, execute, retry=Retry.NEXT_LAUNCH, log=lines.append) == 0
     assert lines == ["[w0] trial 0: given up (another worker retries it)"]
     assert study.get_trials()[0].state == TrialState.FAIL
-
-
-def test_store_url_follows_the_ablations_rule(tmp_path, monkeypatch):
-    paths = Paths(tmp_path / "results")
-    monkeypatch.delenv("DCGAN_STORAGE", raising=False)
-    assert worker.store_url(None, paths) == f"sqlite:///{tmp_path / 'results' / 'store.db'}"
-    monkeypatch.setenv("DCGAN_STORAGE", "sqlite:///elsewhere.db")
-    assert worker.store_url(None, paths) == "sqlite:///elsewhere.db"
-    assert worker.store_url("sqlite:///given.db", paths) == "sqlite:///given.db"
 
 
 # ---- layering ------------------------------------------------------------------------------
