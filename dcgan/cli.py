@@ -516,7 +516,7 @@ def _delegate(module: str, function: str):
 
 
 def _gpu_check(args: argparse.Namespace, _argv: list[str]) -> int:
-    from .gpu_check import main as gpu_check  # imports torch only once CUDA looks possible
+    from .perf.gpu_check import main as gpu_check  # imports torch only once CUDA looks possible
 
     if "DCGAN_CACHE_DIR" not in os.environ:
         os.environ["DCGAN_CACHE_DIR"] = str(Path(args.results) / "cache")

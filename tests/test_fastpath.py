@@ -1,7 +1,7 @@
 """Every fast-path piece of `dcgan.train.Run` computes what the canonical loop computes.
 
 From the same initial weights, batches and noise, a few steps of the fast path and of
-`dcgan.canonical` (pytorch/examples' DCGAN loop) give the same losses, D outputs and weights,
+`dcgan.perf.canonical` (pytorch/examples' DCGAN loop) give the same losses, D outputs and weights,
 whatever each piece is set to. Negative controls (another lr, noise or batch) show that the
 comparison can fail.
 
@@ -21,9 +21,9 @@ import json
 import pytest
 import torch
 
-from dcgan.canonical import canonical_steps_exact, image_folder_loader, write_png_folder
 from dcgan.data import load_images
 from dcgan.models import build_models
+from dcgan.perf.canonical import canonical_steps_exact, image_folder_loader, write_png_folder
 from dcgan.recipes import build_config
 from dcgan.train import METRIC_NAMES, epoch_order, read_metrics, train
 from tests.train_hooks import run_class

@@ -29,8 +29,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dcgan.canonical import write_png_folder
 from dcgan.data import ImageSet, load_images
+from dcgan.perf.canonical import write_png_folder
 from dcgan.recipes import build_config
 
 torch.set_num_threads(int(os.environ.get("DCGAN_BENCH_THREADS", "1")))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from dcgan.canonical import canonical_steps, image_folder_loader
 from dcgan.config import RunConfig
 from dcgan.data import ImageSet
+from dcgan.perf.canonical import canonical_steps, image_folder_loader
 from dcgan.train import METRIC_NAMES, Run, resolve_device
 from tests.train_hooks import run_class
 

@@ -1,4 +1,4 @@
-"""K=4 seeds of cpu_default: one packed network (dcgan.packed) against 4 runs in sequence.
+"""K=4 seeds of cpu_default: one packed network (dcgan.perf.packed) against 4 runs in sequence.
 
 Interleaved rounds, as in test_bench_pieces: both sides train 4 models for k steps each.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from dcgan.packed import PackedRun
+from dcgan.perf.packed import PackedRun
 from dcgan.train import Run
 
 from .conftest import THROUGHPUT, config_for

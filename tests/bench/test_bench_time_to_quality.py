@@ -6,7 +6,7 @@ DCGAN_BENCH_QUICK's reduced budget), trained twice from the same initial weights
 
 - `project`: this project's loop, `dcgan.train.train`, as an ablation runs it (its metrics
   log, grids, snapshots and checkpoints written to a temp folder: they count);
-- `canonical`: pytorch/examples' loop, `dcgan.canonical.canonical_steps` over the same
+- `canonical`: pytorch/examples' loop, `dcgan.perf.canonical.canonical_steps` over the same
   images as PNG files through ImageFolder + DataLoader (2 workers), as in
   tests/bench/steppers.py `canonical_stepper`; it writes no files (main.py would write
   grids and checkpoints: this favours the canonical loop).
@@ -42,9 +42,9 @@ import time
 import pandas as pd
 import torch
 
-from dcgan.canonical import canonical_steps, image_folder_loader
 from dcgan.metrics import fidelity
 from dcgan.models import Generator, build_models
+from dcgan.perf.canonical import canonical_steps, image_folder_loader
 from dcgan.report.trajectory import gate
 from dcgan.train import train
 

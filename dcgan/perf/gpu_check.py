@@ -4,10 +4,10 @@ On a machine with CUDA it runs, in this order (each within the remaining budget;
 would start past `--budget-s` is recorded as skipped):
 
 1. fast path vs canonical at `tutorial` (64x64, widths 64, batch 128, Stacked MNIST as RGB):
-   `dcgan.train.Run` against pytorch/examples' loop (`dcgan.canonical`: ImageFolder +
+   `dcgan.train.Run` against pytorch/examples' loop (`dcgan.perf.canonical`: ImageFolder +
    DataLoader with 2 workers decoding a PNG folder, `.item()` every step), interleaved rounds,
    best round each; goal >= 3x.
-2. K=4 packed seeds (`dcgan.packed.PackedRun`) vs the same 4 seeds as 4 fast-path runs in
+2. K=4 packed seeds (`dcgan.perf.packed.PackedRun`) vs the same 4 seeds as 4 fast-path runs in
    sequence, at `cpu_default`; goal >= 2x.
 3. bf16 autocast with `bce_logits` vs fp32 at `tutorial` (speed, and finite losses), and
    `amp=bf16` with `bce` (Sigmoid + BCELoss), which RunConfig refuses: it stays fp32.
@@ -99,7 +99,7 @@ def _best_rounds(sides: dict[str, Callable[[], None]], rounds: int) -> dict[str,
 
 
 def _fast_side(cfg, images, run_dir: Path, steps: int):
-    from .train import Run
+    from ..train import Run
 
     run = Run(cfg, run_dir, images)
 
@@ -118,9 +118,9 @@ def _rate(images: int, seconds: float) -> str:
 
 # ---- the checks ----------------------------------------------------------------------------
 def check_fast_vs_canonical(ctx: dict, sizes: Sizes) -> Row:
+    from ..recipes import build_config
+    from ..train import resolve_device
     from .canonical import canonical_steps, image_folder_loader
-    from .recipes import build_config
-    from .train import resolve_device
 
     cfg = build_config("tutorial", {"device": ctx["device"], "data": "stacked_mnist"}, where="gpu-check")  # fmt: skip
     if ctx["quick"]:
@@ -146,9 +146,9 @@ def check_fast_vs_canonical(ctx: dict, sizes: Sizes) -> Row:
 
 
 def check_packed(ctx: dict, sizes: Sizes) -> Row:
-    from .data import load_images
+    from ..data import load_images
+    from ..recipes import build_config
     from .packed import PackedRun
-    from .recipes import build_config
 
     cfgs = [
         build_config("cpu_default", {"device": ctx["device"], "seed": s}, where="gpu-check")
@@ -181,8 +181,8 @@ def check_packed(ctx: dict, sizes: Sizes) -> Row:
 def check_bf16(ctx: dict, sizes: Sizes) -> list[Row]:
     import torch
 
-    from .config import ConfigError
-    from .recipes import build_config
+    from ..config import ConfigError
+    from ..recipes import build_config
 
     base = {"device": ctx["device"], "data": "stacked_mnist", "loss": "bce_logits"}
     if ctx["quick"]:
@@ -225,7 +225,7 @@ def check_bf16(ctx: dict, sizes: Sizes) -> list[Row]:
 def check_inception(ctx: dict, sizes: Sizes) -> Row:
     import torch
 
-    from .metrics.inception import extract_features
+    from ..metrics.inception import extract_features
 
     images = ctx["images"].images[: sizes.inception_images]
     device = torch.device("cuda" if ctx["device"] == "cuda" else "cpu")
@@ -249,7 +249,7 @@ def check_inception(ctx: dict, sizes: Sizes) -> Row:
 
 def _smoke_spec(folder: Path, sizes: Sizes) -> Path:
     """`loss` (bce vs bce_logits) with its `gpu` profile cut to a smoke budget."""
-    from .specs import ABLATIONS_DIR
+    from ..specs import ABLATIONS_DIR
 
     batch = sizes.ablation_batch or 128
     overrides = {"kimg": sizes.ablation_steps * batch / 1000, "grid_every": sizes.ablation_steps // 2,
@@ -274,9 +274,9 @@ def check_ablation(ctx: dict, sizes: Sizes) -> Row:
     import optuna
     from optuna.trial import TrialState
 
-    from . import store
-    from .runner import Paths, run_ablation, study_name
-    from .specs import load_spec
+    from .. import store
+    from ..runner import Paths, run_ablation, study_name
+    from ..specs import load_spec
 
     spec = _smoke_spec(ctx["tmp"], sizes)
     paths = Paths(
@@ -347,8 +347,8 @@ def environment(device: str) -> dict:
 def run_checks(
     results: Path, *, device: str, budget_s: float, quick: bool = False, log=print
 ) -> tuple[list[Row], dict]:
+    from ..data import load_images
     from .canonical import write_png_folder
-    from .data import load_images
 
     sizes = QUICK if quick else Sizes()
     started = time.perf_counter()
@@ -432,7 +432,7 @@ def main(
         "passed": not failed,
         "checks": [asdict(r) for r in rows],
     }
-    from .atomic import atomic_write_text
+    from ..atomic import atomic_write_text
 
     atomic_write_text(out, json.dumps(report, indent=2, default=str))
     log("")

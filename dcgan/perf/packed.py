@@ -20,12 +20,12 @@ import copy
 import torch
 from torch import nn
 
-from .config import ConfigError, RunConfig
-from .data import ImageSet
-from .losses import discriminator_loss, generator_loss, probability
-from .models import Discriminator, Generator, build_models, sub_seed
-from .schedules import lr_multiplier
-from .train import epoch_order, resolve_device
+from ..config import ConfigError, RunConfig
+from ..data import ImageSet
+from ..losses import discriminator_loss, generator_loss, probability
+from ..models import Discriminator, Generator, build_models, sub_seed
+from ..schedules import lr_multiplier
+from ..train import epoch_order, resolve_device
 
 PACKED_METRICS = ("d_loss", "g_loss", "d_real", "d_fake", "d_fake_after_d_step")
 

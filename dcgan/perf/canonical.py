@@ -19,9 +19,9 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .config import ConfigError, RunConfig
-from .models import Discriminator, Generator, build_models
-from .train import resolve_device
+from ..config import ConfigError, RunConfig
+from ..models import Discriminator, Generator, build_models
+from ..train import resolve_device
 
 
 def write_png_folder(images: torch.Tensor, root: Path) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dcgan import gpu_check
+from dcgan.perf import gpu_check
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ import torch
 
 from dcgan.config import ConfigError
 from dcgan.data import load_images
-from dcgan.packed import PACKED_METRICS, PackedRun
+from dcgan.perf.packed import PACKED_METRICS, PackedRun
 from dcgan.recipes import build_config
 from dcgan.train import METRIC_NAMES, Run
 
