@@ -5,6 +5,9 @@ Every parser is built here from argparse alone, so `dcgan --help` and every `dcg
 only once a command runs. `score`, `inception` and `train-classifier` hand their arguments on
 to the module that implements them, which parses them again (tests/test_cli.py checks that both
 parsers accept the same options).
+
+Over 400 lines on purpose: the argument tables of every command in one place (the --help a user
+reads).
 """
 
 from __future__ import annotations

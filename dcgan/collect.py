@@ -8,6 +8,9 @@ from the store or, failing that, its run folder's result.json) goes into
 `setup["provenance"]` as the set of environments across runs (`environment.summarise`); runs
 that recorded none count as not recorded. The machine collecting the results is stamped
 apart, as the one that rendered the report.
+
+Over 400 lines on purpose: the one join of trials, score files, replicates and provenance into
+AblationResults.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ what would be valid.
 Order in which a run's config is assembled (later wins):
     recipe (arm's `recipe`, else profile's `base_recipe`, else spec's `base_recipe`)
     -> profile overrides -> arm overrides -> `--data` -> width multiplier -> budget matching
+
+Over 400 lines on purpose: the spec schema and the planning it drives change together; checks
+beyond structure live in spec_checks.py.
 """
 
 from __future__ import annotations

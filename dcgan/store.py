@@ -22,6 +22,9 @@ that the next `ablate` finishes every run exactly once.
 Errors opening or writing the store come out as one `StoreError` line naming the store (its
 password redacted in every URL form) and what to do; PostgreSQL connections time out after
 DCGAN_CONNECT_TIMEOUT seconds (default 10) instead of hanging on a server that never answers.
+
+Over 400 lines on purpose: claim, heartbeat, reaping and redaction must agree on the store's
+states, so they stay together.
 """
 
 from __future__ import annotations

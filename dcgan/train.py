@@ -15,6 +15,9 @@ resume). result.json, written last, holds the outcome, timings, final losses and
 run was trained (`provenance`: hardware, package versions, git commit, torch threads, from
 `dcgan.environment`; one entry per distinct environment a resumed run trained in). Grids are
 drawn under the one sampling policy (`dcgan.sampling.sample`) that FID and mode counts use.
+
+Over 400 lines on purpose: the loop, its checkpoint/resume and the divergence rule read top to
+bottom in one file, as pytorch/examples' main.py does.
 """
 
 from __future__ import annotations

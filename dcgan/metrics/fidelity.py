@@ -33,6 +33,9 @@ Every line of run_dir/scores.jsonl is one record (see `METRICS` and `read_scores
 standard error), "step" (null: the real-vs-real floor), "kimg", "kind": "generator"|"floor",
 "protocol_id", "protocol", "reason" (optional)}. Lines written before this format (their
 "metric" holds the full name) are upgraded by `read_scores`, never rewritten.
+
+Over 400 lines on purpose: the protocol, its record format and score_run's resumable loop change
+together (a protocol field is a record field).
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ pre-registered hypotheses: tested only under their stated conditions, in their o
 
 `arm_verdicts` returns one ArmVerdict per arm; another module may `downgrade` any of them (e.g.
 to "undertrained") before `overall_verdict` and the page use them.
+
+Over 400 lines on purpose: each verdict word's rule sits beside the sentence that states it.
 """
 
 from __future__ import annotations
