@@ -300,12 +300,21 @@ def summaries(storage, paths) -> list[dict]:
             continue
         try:
             spec = load_spec(parts[1])
-        except Exception:
-            continue
-        study = optuna.load_study(study_name=s.study_name, storage=storage)
-        data = "/".join(parts[3:]) or None
-        results = collect_results(spec, parts[2], study, storage, paths, data=data)
-        out.append(summary(results))
+            study = optuna.load_study(study_name=s.study_name, storage=storage)
+            data = "/".join(parts[3:]) or None
+            results = collect_results(spec, parts[2], study, storage, paths, data=data)
+            out.append(summary(results))
+        except Exception as err:  # listed with the reason, never silently dropped from the index
+            out.append(
+                {
+                    "name": page_name(parts[1], parts[2]),
+                    "question": f"study {s.study_name!r} in the store",
+                    "verdict": f"not shown: {type(err).__name__}: {err}",
+                    "runs_done": 0,
+                    "runs_expected": 0,
+                    "profile": parts[2],
+                }
+            )
     return out
 
 

@@ -124,3 +124,17 @@ def test_execution_spread_while_the_main_run_is_not_scored_yet():
     assert frame["fid_main"].isna().all() and frame["fid_replicate"].isna().all()
     runs.loc[0, "fid"] = 12.5
     assert collect._executions([rep], {}, runs)["fid_main"].iloc[0] == 12.5
+
+
+def test_a_study_that_cannot_be_collected_is_listed_with_its_reason(tmp_path):
+    """The index shows every ablation in the store; one whose spec is gone says why."""
+    import optuna
+
+    from dcgan import store
+    from dcgan.locations import Paths
+
+    storage = store.open_storage(f"sqlite:///{tmp_path / 'store.db'}")
+    optuna.create_study(study_name="ablate/no_such_spec/cpu", storage=storage)
+    rows = collect.summaries(storage, Paths(tmp_path / "results", tmp_path / "reports"))
+    assert len(rows) == 1
+    assert rows[0]["verdict"].startswith("not shown:") and "no_such_spec" in rows[0]["verdict"]
