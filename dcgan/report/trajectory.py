@@ -346,8 +346,15 @@ def qualify(
             return "budget-sensitive", why
         words = f"{end_label} at the end"
         return end_label, words + (f"; {speed}" if speed else "")
-    if end_label == "equivalent" and speed:
-        return f"{speed.split()[0]}, same end", f"{speed}, same end"
+    if end_label == "equivalent":
+        # "no difference" is a verdict too: it is final only if no snapshot of the end window
+        # resolved a difference (the same rule as better/worse, with "none" as its direction)
+        stab = arm.stability
+        if stab is None or not stab.final or stab.direction is not None:
+            why = stab.sentence if stab else "no snapshots"
+            return "budget-sensitive", f"equivalent at the end only; {why}"
+        if speed:
+            return f"{speed.split()[0]}, same end", f"{speed}, same end"
     return end_label, speed or ""
 
 

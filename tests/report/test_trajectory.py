@@ -105,12 +105,24 @@ def test_power_law_phase_is_trained_but_not_converged():
 def test_slower_to_learn_same_end():
     result = _analyse(
         _curve("base", converging(100, tau=20)),
-        _curve("late", converging(100, tau=45), seed_offset=6),
+        _curve("late", converging(100, tau=30), seed_offset=6),  # caught up before the window
     )
     late = result["late"]
     assert late.speed_ratio.direction == "worse"
     label, sentence = tr.qualify("equivalent", late, result["base"])
     assert label == "slower, same end" and "slower to learn" in sentence
+
+
+def test_an_equivalence_reached_only_inside_the_end_window_is_budget_sensitive():
+    # the arm catches up with the baseline only in the last ~30% of the budget
+    result = _analyse(
+        _curve("base", converging(100, tau=20)),
+        _curve("late", converging(100, tau=55), seed_offset=7),
+    )
+    late = result["late"]
+    assert not late.stability.final or late.stability.direction is not None
+    label, sentence = tr.qualify("equivalent", late, result["base"])
+    assert label == "budget-sensitive" and "equivalent at the end only" in sentence
 
 
 def test_quick_profile_gives_no_final_verdict():
