@@ -168,7 +168,7 @@ def attach_report(study: optuna.Study, page: Path, artifacts_dir: Path, log=prin
 
 # ---- the command ---------------------------------------------------------------------------
 def dashboard_args(argv: list[str]) -> argparse.Namespace:
-    from .cli import command_parser
+    from .cli_args import command_parser
 
     return command_parser("dashboard").parse_args(argv)
 
@@ -187,7 +187,7 @@ def command_dashboard(argv: list[str]) -> int:
     import optuna_dashboard
 
     from . import store
-    from .cli import _paths, _storage
+    from .cli_args import _paths, _storage
     from .locations import storage_url
 
     args = dashboard_args(argv)

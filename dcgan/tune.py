@@ -91,7 +91,7 @@ def run_tuning(
 
 
 def command_tune(argv: list[str]) -> int:
-    from .cli import _paths, _storage, command_parser
+    from .cli_args import _paths, _storage, command_parser
 
     p = command_parser("tune")
     args = p.parse_args(argv)
