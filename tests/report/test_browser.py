@@ -73,8 +73,14 @@ def _full_page_screenshot(driver, path: Path) -> None:
 
 
 def _load_cleanly(driver, page: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
     driver.get(page.resolve().as_uri())
-    assert driver.execute_script("return document.readyState") == "complete"
+    # get() can return at "interactive" on a loaded machine (CI saw it); wait for the load event,
+    # bounded, so a page that never finishes loading still fails here.
+    WebDriverWait(driver, 60).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
     assert _severe_logs(driver) == []
     assert driver.execute_script("return document.images.length") > 0
     assert _broken_images(driver) == []
