@@ -308,8 +308,11 @@ def get_extractor(name: str) -> ExtractorSpec:
 
 
 @functools.lru_cache(maxsize=4)
-def create_extractor(name: str, device: str) -> FeatureExtractorBase:
-    """torch-fidelity's extractor object for one of ours, on `device`, in eval mode."""
+def create_extractor(
+    name: str, device: str, layers: tuple[str, ...] | None = None
+) -> FeatureExtractorBase:
+    """torch-fidelity's extractor object for one of ours, on `device`, in eval mode, giving
+    `layers` (default: the extractor's feature layer) from one forward pass."""
     spec = get_extractor(name)
     kwargs = {}
     if spec.fidelity_name == "inception-v3-compat":
@@ -317,8 +320,9 @@ def create_extractor(name: str, device: str) -> FeatureExtractorBase:
     if spec.name == "dinov2":
         _dinov2_weights()  # refuses before torch.hub could reach for the network
     extractor = create_feature_extractor(
-        spec.fidelity_name, [spec.feature_layer], cuda=False, verbose=False, **kwargs
-    )
+        spec.fidelity_name, list(layers or [spec.feature_layer]), cuda=False, verbose=False,
+        **kwargs,
+    )  # fmt: skip
     return extractor.to(device)
 
 

@@ -85,6 +85,7 @@ from .extractors import (
 from .frechet import frechet_distance, sqrtm_psd
 
 PROTOCOL_VERSION = 2  # 1: poly-kernel KID over overlapping subsets, precision/recall at k = 3
+CLASSIFIER = "mnist"  # the extractor whose net is the class histogram's digit classifier
 KID_SUBSETS = 10  # disjoint subsets of the fakes for KID's jackknife standard error
 REFERENCE_ENTRY_VERSION = 2  # bump when the cached reference entry gains fields
 
@@ -273,9 +274,9 @@ class _ImageTensors(Dataset):
 
 
 def _featurise_images(
-    images: torch.Tensor, spec: ExtractorSpec, device: torch.device
-) -> torch.Tensor:
-    extractor = create_extractor(spec.name, str(device))
+    images: torch.Tensor, spec: ExtractorSpec, device: torch.device, layers: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    extractor = create_extractor(spec.name, str(device), layers)
     features = get_featuresdict_from_dataset(
         _ImageTensors(spec.adapt_channels(images)),
         extractor,
@@ -284,13 +285,24 @@ def _featurise_images(
         save_cpu_ram=True,  # no DataLoader worker processes: the images are already in memory
         verbose=False,
     )
-    return features[spec.feature_layer]
+    return {layer: features[layer] for layer in layers}
+
+
+def featurise_layers(
+    images: torch.Tensor, extractor: str, layers: Sequence[str], device: str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """uint8 images -> several layers of one extractor (CPU float) from one forward pass."""
+    with full_fp32_precision():
+        found = _featurise_images(
+            images, get_extractor(extractor), resolve_device(device), tuple(layers)
+        )
+    return {layer: value.cpu() for layer, value in found.items()}
 
 
 def featurise(images: torch.Tensor, extractor: str, device: str = "cpu") -> torch.Tensor:
     """uint8 images -> the extractor's features (CPU float), through torch-fidelity."""
-    with full_fp32_precision():
-        return _featurise_images(images, get_extractor(extractor), resolve_device(device)).cpu()
+    layer = get_extractor(extractor).feature_layer
+    return featurise_layers(images, extractor, [layer], device)[layer]
 
 
 def summarise_reference(reference: torch.Tensor, held_out: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -319,7 +331,13 @@ def reference_features(
     path = (cache_dir or default_cache_dir()) / "features" / f"{protocol.extractor}-{key}.pt"
     if path.exists():
         try:
-            return load_verified(path, require_checksum=True)  # checksum, then weights_only
+            stat = path.stat()
+            loaded = (str(path), stat.st_mtime_ns, stat.st_size)
+            if loaded not in _LOADED_REFERENCES:  # checksum, then weights_only
+                while len(_LOADED_REFERENCES) >= _LOADED_REFERENCES_KEPT:
+                    del _LOADED_REFERENCES[next(iter(_LOADED_REFERENCES))]  # the oldest
+                _LOADED_REFERENCES[loaded] = load_verified(path, require_checksum=True)
+            return _LOADED_REFERENCES[loaded]
         except (IntegrityError, OSError) as err:  # a damaged cache is quarantined and rebuilt
             quarantine(path, str(err).removeprefix(f"{path}: "))
     features = featurise(image_set.images, protocol.extractor, protocol.device)
@@ -327,6 +345,13 @@ def reference_features(
     entry = summarise_reference(features[reference_idx], features[held_out_idx])
     atomic_torch_save(entry, path)
     return entry
+
+
+# A worker scores every snapshot of every run it trains against the same few references: each
+# is read (and its checksum verified) once per process, keyed by file and version (a rewritten
+# or damaged file is a new key, so it is verified again).
+_LOADED_REFERENCES: dict[tuple[str, int, int], dict] = {}
+_LOADED_REFERENCES_KEPT = 8
 
 
 # ---- scores from features ----------------------------------------------------------------
@@ -346,16 +371,15 @@ def scores_from_features(
         stats["sigma"],
         sqrt_sigma1=reference["sqrt_sigma"].numpy(),
     )
+    bandwidth = float(reference["kid_sq_bandwidth"])
+    groups = min(protocol.kid_subsets, len(fake) // 2)
+    real_side = _real_side(reference, protocol, len(fake), groups)
     kid = kid_metric.kid(
-        fake,
-        real,
-        float(reference["kid_sq_bandwidth"]),
-        groups=min(protocol.kid_subsets, len(fake) // 2),
-        seed=protocol.eval_seed,
+        fake, real, bandwidth, groups=groups, seed=protocol.eval_seed, reals=real_side["kid"]
     )
-    # precision/recall/density/coverage at equal N: a fixed len(fake)-image reference subset
-    subset = torch.randperm(len(real), generator=torch.Generator().manual_seed(protocol.eval_seed))
-    nearest = prdc.prdc(real[subset[: len(fake)]], fake, k=protocol.nearest_k)
+    nearest = prdc.prdc(
+        real_side["prdc_reals"], fake, k=protocol.nearest_k, radii=real_side["prdc_radii"]
+    )
     name = protocol.metric_name
     return {
         name("fid"): fid,
@@ -364,6 +388,26 @@ def scores_from_features(
         **{name(m): v for m, v in nearest.items()},
         name("ood_norm_frac"): ood.norm_excess_fraction(fake, float(reference["norm_q"])),
     }
+
+
+def _real_side(reference: dict, protocol: Protocol, m: int, groups: int) -> dict:
+    """What KID and precision/recall need of the reals for m fakes: fixed by the reference, so
+    computed once and kept in the (in-memory) reference entry under a key no file holds."""
+    key = ("real_side", m, groups, protocol.eval_seed, protocol.nearest_k)
+    if key not in reference:
+        real = reference["reference"].double()
+        # precision/recall/density/coverage at equal N: a fixed m-image reference subset
+        order = torch.randperm(
+            len(real), generator=torch.Generator().manual_seed(protocol.eval_seed)
+        )
+        reals = real[order[:m]]
+        bandwidth = float(reference["kid_sq_bandwidth"])
+        reference[key] = {
+            "kid": kid_metric.real_side(real, m, bandwidth, groups, protocol.eval_seed),
+            "prdc_reals": reals,
+            "prdc_radii": prdc.real_radii(reals, protocol.nearest_k),
+        }
+    return reference[key]
 
 
 def _stamped(scores: dict, kind: str, protocol: dict, started: float) -> dict:
@@ -413,12 +457,22 @@ def generate_fakes(
     return sample_seeded(copy.deepcopy(G).to(device), n, nz, seed, device)
 
 
-def score_images(images: torch.Tensor, image_set: ImageSet, protocol: Protocol) -> dict:
-    """Feature metrics of uint8 `images` (the fakes) under the protocol."""
+def score_images(
+    images: torch.Tensor,
+    image_set: ImageSet,
+    protocol: Protocol,
+    logits: dict[int, torch.Tensor] | None = None,
+) -> dict:
+    """Feature metrics of uint8 `images` (the fakes) under the protocol. With `logits` (the
+    `mnist` extractor only), the same forward pass also gives the classifier's logits, put
+    there under len(images): the class histogram needs no second pass."""
     started = time.perf_counter()
     reference = reference_features(image_set, protocol)
-    features = featurise(images, protocol.extractor, protocol.device)
-    scores = scores_from_features(features, reference, protocol)
+    layers = [protocol.feature_layer] + (["logits"] if logits is not None else [])
+    found = featurise_layers(images, protocol.extractor, layers, protocol.device)
+    if logits is not None:
+        logits[len(images)] = found["logits"]
+    scores = scores_from_features(found[protocol.feature_layer], reference, protocol)
     return _stamped(scores, "generator", protocol.to_dict(), started)
 
 
@@ -484,8 +538,10 @@ def predict_classes(images: torch.Tensor, device: str = "cpu") -> torch.Tensor:
     )
 
 
-def score_classes(images: torch.Tensor, protocol: dict) -> dict:
-    scores = ood.class_histogram_scores(predict_classes(images, protocol["device"]))
+def score_classes(images: torch.Tensor, protocol: dict, logits: torch.Tensor | None = None) -> dict:
+    """Class histogram of `images`; from `logits` (the classifier's, on these images) if given."""
+    classes = predict_classes(images, protocol["device"]) if logits is None else logits.argmax(1)
+    scores = ood.class_histogram_scores(classes)
     return {k: scores[k] for k in CLASS_METRICS}
 
 
@@ -758,14 +814,21 @@ def score_run(
                     break
                 fakes[n] = images
         new: list[dict] = []
+        logits: dict[int, torch.Tensor] = {}  # the classifier's, from the mnist feature pass
         for protocol in todo:
             if reason:
                 result = _failed(protocol, reason, time.perf_counter())
             else:
-                result = score_images(fakes[protocol.n_fake], image_set, protocol)
+                with_logits = protocol.extractor == CLASSIFIER and protocol.n_fake in classes_todo
+                result = score_images(
+                    fakes[protocol.n_fake], image_set, protocol, logits if with_logits else None
+                )
             new += feature_records(result, protocol, step, kimg)
         for n, cp in classes_todo.items():
-            values = {m: math.nan for m in CLASS_METRICS} if reason else score_classes(fakes[n], cp)
+            if reason:
+                values = {m: math.nan for m in CLASS_METRICS}
+            else:
+                values = score_classes(fakes[n], cp, logits.get(n))
             new += _plain_records(values, CLASS_METRICS, cp, step, kimg, "generator", reason)
         if modes_todo:
             result = modes.score_modes(G, device=device)

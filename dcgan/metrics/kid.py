@@ -58,31 +58,51 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, sq_bandwidth: float) -> floa
     return float(within_x + within_y - 2 * k_xy.mean())
 
 
+def _group_one_hot(m: int, groups: int) -> torch.Tensor:
+    label = torch.arange(m) % groups  # subset of each row (the rows are in random order)
+    return torch.nn.functional.one_hot(label, groups).double()  # (m, G)
+
+
+def _block_sums(k: torch.Tensor, one_hot: torch.Tensor, same: bool) -> torch.Tensor:
+    if same:
+        k = k - torch.diag_embed(k.diagonal())  # U-statistic: no i == j terms
+    return one_hot.T @ k @ one_hot  # (G, G): sums over pairs (subset g, subset h)
+
+
+def real_side(
+    real: torch.Tensor, m: int, sq_bandwidth: float, groups: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The m reals KID compares m fakes with, and their within-subset kernel sums. They depend
+    on the reference alone, so a scorer can compute them once per reference (`kid(real_side=)`)."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.randperm(m, generator=gen)  # the fakes' order is drawn first from the same stream
+    if len(real) >= m:
+        y = real[torch.randperm(len(real), generator=gen)[:m]].double()
+    else:
+        y = real[torch.randint(len(real), (m,), generator=gen)].double()
+    return y, _block_sums(_rbf(y, y, sq_bandwidth), _group_one_hot(m, groups), True)
+
+
 def kid(
-    fake: torch.Tensor, real: torch.Tensor, sq_bandwidth: float, groups: int = 10, seed: int = 0
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    sq_bandwidth: float,
+    groups: int = 10,
+    seed: int = 0,
+    reals: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """KID of `fake` against len(fake) reals drawn from `real`, and its jackknife standard
-    error over `groups` disjoint subsets."""
+    error over `groups` disjoint subsets. `reals`: `real_side(real, len(fake), ...)` with the
+    same arguments, if already computed."""
     m = len(fake)
     if groups < 2 or m // groups < 2:
         raise ValueError(f"KID needs at least 2 disjoint subsets of 2 fakes (got {m}, {groups})")
     gen = torch.Generator().manual_seed(seed)
     x = fake[torch.randperm(m, generator=gen)].double()
-    if len(real) >= m:
-        y = real[torch.randperm(len(real), generator=gen)[:m]].double()
-    else:
-        y = real[torch.randint(len(real), (m,), generator=gen)].double()
-    label = torch.arange(m) % groups  # subset of each row (the rows are in random order)
-    one_hot = torch.nn.functional.one_hot(label, groups).double()  # (m, G)
-
-    def block_sums(k: torch.Tensor, same: bool) -> torch.Tensor:
-        if same:
-            k = k - torch.diag_embed(k.diagonal())  # U-statistic: no i == j terms
-        return one_hot.T @ k @ one_hot  # (G, G): sums over pairs (subset g, subset h)
-
-    s_xx = block_sums(_rbf(x, x, sq_bandwidth), True)
-    s_yy = block_sums(_rbf(y, y, sq_bandwidth), True)
-    s_xy = block_sums(_rbf(x, y, sq_bandwidth), False)
+    y, s_yy = reals if reals is not None else real_side(real, m, sq_bandwidth, groups, seed)
+    one_hot = _group_one_hot(m, groups)
+    s_xx = _block_sums(_rbf(x, x, sq_bandwidth), one_hot, True)
+    s_xy = _block_sums(_rbf(x, y, sq_bandwidth), one_hot, False)
     sizes = one_hot.sum(0)
 
     def statistic(keep: torch.Tensor) -> torch.Tensor:

@@ -32,12 +32,23 @@ def _kth_neighbour_radii(x: torch.Tensor, k: int) -> torch.Tensor:
     return d.kthvalue(k, dim=1).values
 
 
-def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = NEAREST_K) -> dict[str, float]:
-    """Precision, recall, density and coverage of `fake` (M, d) against `real` (N, d)."""
+def real_radii(real: torch.Tensor, k: int = NEAREST_K) -> torch.Tensor:
+    """Each real's k-NN radius: fixed by the reference, so a scorer can compute it once."""
+    return _kth_neighbour_radii(real.double(), k)
+
+
+def prdc(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    k: int = NEAREST_K,
+    radii: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Precision, recall, density and coverage of `fake` (M, d) against `real` (N, d);
+    `radii`: `real_radii(real, k)`, if already computed."""
     if len(real) <= k or len(fake) <= k:
         raise ValueError(f"prdc needs more than k={k} samples on each side")
     real, fake = real.double(), fake.double()
-    real_radii = _kth_neighbour_radii(real, k)
+    real_radii = _kth_neighbour_radii(real, k) if radii is None else radii
     fake_radii = _kth_neighbour_radii(fake, k)
     d = torch.cdist(real, fake)  # (N, M)
     inside_real = d <= real_radii[:, None]  # fake j inside real i's ball

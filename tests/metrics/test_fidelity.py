@@ -281,6 +281,38 @@ def test_score_run_scores_the_same_fakes_in_several_feature_spaces(tmp_path, mon
     assert len(fidelity.select(records, "classes_covered", kind="generator")) == 1
 
 
+def test_the_class_histogram_reuses_the_mnist_feature_pass_and_matches_the_classifier(
+    tmp_path, monkeypatch
+):
+    cfg = RunConfig(steps=10)
+    run_dir = tmp_path / "run"
+    _fake_run(run_dir, cfg, [10])
+    images, _ = fidelity.generate_fakes(
+        fidelity.Generator(cfg), cfg.nz, 300, fidelity.EVAL_NOISE_SEED, "cpu"
+    )
+    digits = load_images("mnist", 32, 1).images[:300]
+    for batch in (images, digits):  # an untrained G's fakes, and real digits
+        logits = fidelity.featurise_layers(batch, "mnist", ["logits"])["logits"]
+        assert torch.equal(logits.argmax(1), fidelity.predict_classes(batch))
+    classifier_passes = []
+    predict = fidelity.predict_classes
+    monkeypatch.setattr(
+        fidelity,
+        "predict_classes",
+        lambda images, *a: classifier_passes.append(len(images)) or predict(images, *a),
+    )
+    records = score_run(run_dir, ["randcnn", "mnist"], n_fake=300, device="cpu")
+    assert classifier_passes == [300]  # the held-out floor only; the fakes' come with features
+    fakes = fidelity.select(records, "class_kl", kind="generator")
+    assert len(fakes) == 1 and math.isfinite(fakes[0]["value"])
+    # without the mnist features the classifier runs on its own: same values
+    alone = tmp_path / "alone"
+    _fake_run(alone, cfg, [10])
+    by_itself = score_run(alone, "randcnn", n_fake=300, device="cpu", count_classes=True)
+    assert classifier_passes == [300, 300, 300]
+    assert fidelity.select(by_itself, "class_kl", kind="generator")[0]["value"] == fakes[0]["value"]
+
+
 def _legacy_lines(run_dir):
     """scores.jsonl as the code before protocol version 2 wrote it."""
     protocol = {

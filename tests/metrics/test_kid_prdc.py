@@ -50,6 +50,14 @@ def test_prdc_equals_a_naive_loop_implementation():
         assert ours[key] == pytest.approx(naive[key], abs=1e-12), key
 
 
+def test_prdc_with_the_reals_radii_given_equals_prdc_computing_them():
+    real, fake = _gaussians(120, 6, seed=11), _gaussians(90, 6, shift=0.4, seed=12)
+    given = prdc.prdc(real, fake, k=5, radii=prdc.real_radii(real, 5))
+    assert given == prdc.prdc(real, fake, k=5)
+    # and the radii matter: other radii give other numbers
+    assert prdc.prdc(real, fake, k=5, radii=prdc.real_radii(real, 2)) != given
+
+
 def test_precision_and_recall_equal_torch_fidelitys():
     real, fake = _gaussians(300, 8, seed=3), _gaussians(300, 8, shift=0.5, seed=4)
     ours = prdc.prdc(real, fake, k=5)
@@ -111,6 +119,17 @@ def test_kid_is_the_unbiased_rbf_mmd_over_all_fakes():
     assert result["kid"] == pytest.approx(_naive_mmd2(x, y, s2), rel=1e-9)
     assert result["kid"] == pytest.approx(kid.mmd2_unbiased(x, y, s2), rel=1e-9)
     assert 0 < result["kid"] < 2 and result["kid_se"] > 0
+
+
+@pytest.mark.parametrize("n_real", [300, 60])  # more reals than fakes, and fewer (drawn again)
+def test_kid_with_the_real_side_given_equals_kid_drawing_it(n_real):
+    x, y = _gaussians(80, 5, shift=0.3, seed=7), _gaussians(n_real, 5, seed=8)
+    s2 = kid.median_sq_distance(y)
+    given = kid.kid(x, y, s2, groups=4, seed=3, reals=kid.real_side(y, 80, s2, 4, seed=3))
+    assert given == kid.kid(x, y, s2, groups=4, seed=3)
+    # another seed draws other reals: the real side is not a constant
+    other = kid.kid(x, y, s2, groups=4, seed=3, reals=kid.real_side(y, 80, s2, 4, seed=4))
+    assert other["kid"] != given["kid"]
 
 
 def test_kid_standard_error_matches_the_spread_over_independent_samples():
