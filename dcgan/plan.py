@@ -11,8 +11,10 @@ Estimated cost per run = images to train / img/s + scoring at every snapshot + a
   DEFAULT_IMG_S (cpu_default on one thread, README "The CPU default") scaled by
   (32 / image size)^2 x (32 / mean width)^2, at most MAX_DEFAULT_IMG_S. A worker trains on
   cores / workers threads; measured rates are per worker as they were recorded.
-- scoring: SCORE_S_PER_1K seconds per 1,000 fakes per snapshot for the extractor (measured here:
-  `mnist` ~0.74 s per whole evaluation; `inception` ~6.5 img/s on 2 CPU cores, ~1,000 on a GPU).
+- scoring, per snapshot and 1,000 fakes: SAMPLE_S_PER_1K to generate them once, plus
+  FEATURE_S_PER_1K for each feature space scored (its features and metrics). Measured on one
+  thread (docs/performance.md, session 5): generation 0.46 s, `mnist` 0.24 s (the class
+  histogram included), `randcnn` 0.53 s; `inception` ~6.5 img/s on 2 CPU cores, ~1,000 on a GPU.
 The wall-time estimate divides the total by the workers. ETA during a run rescales the same
 model by the speed actually observed (dcgan/progress.py).
 """
@@ -23,6 +25,7 @@ import json
 import math
 import os
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +33,8 @@ from .rundir import RunDir
 
 DEFAULT_IMG_S = 870.0  # cpu_default (32x32, widths 32, batch 64), one thread, idle 2-core CPU
 MAX_DEFAULT_IMG_S = 4000.0  # tiny nets are bounded by per-step overhead, not FLOPs
-SCORE_S_PER_1K = {"mnist": 0.75, "inception": 155.0}  # CPU; inception on CUDA: see score_seconds
+SAMPLE_S_PER_1K = 0.46  # cpu_default's G, 1,000 fakes, one thread
+FEATURE_S_PER_1K = {"mnist": 0.24, "randcnn": 0.53, "inception": 155.0}  # CPU; see score_seconds
 INCEPTION_CUDA_S_PER_1K = 1.0
 RUN_OVERHEAD_S = 2.0  # claim, data from the cache, model build, store writes, artifacts
 BUDGET_FIELDS = {"seed", "kimg", "steps", "data"}
@@ -66,7 +70,7 @@ class Plan:
     store: str  # redacted URL, or a note that there is none yet
     rows: list[PlanRow]
     workers: int
-    extractor: str
+    extractors: tuple[str, ...]
     n_fake: int
     notes: list[str] = field(default_factory=list)
 
@@ -139,19 +143,66 @@ def measured_rates(storage) -> Rates:
     return rates
 
 
+@dataclass(frozen=True)
+class TimeSplit:
+    """Where the wall time of an ablation's runs went (runs trained start to finish in one go)."""
+
+    runs: int
+    median_run_s: float  # claim to tell
+    median_training_s: float  # the run's own training clock
+    not_training_share: float  # of the runs' summed wall time: scoring, store writes, uploads
+
+    def describe(self) -> str:
+        return (
+            f"time per run ({self.runs} runs trained start to finish here): median "
+            f"{self.median_run_s:.0f} s, of which training {self.median_training_s:.0f} s; "
+            f"{self.not_training_share:.0%} of the runs' time was not training (scoring every "
+            f"snapshot, store writes, uploads)"
+        )
+
+
+def time_split(study) -> TimeSplit | None:
+    """The trial's wall clock (claimed to told) against the run's own training clock, over the
+    completed trials that trained their run from step 0: a re-used run (trained for another
+    ablation) or a resumed one (its clock carries earlier launches) would read as negative."""
+    from optuna.trial import TrialState
+
+    pairs = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        result = t.user_attrs.get("result") or {}
+        training = result.get("wall_s")
+        if not (t.datetime_start and t.datetime_complete and isinstance(training, int | float)):
+            continue
+        total = (t.datetime_complete - t.datetime_start).total_seconds()
+        if result.get("steps_done") and 0 < training <= total:
+            pairs.append((total, float(training)))
+    if not pairs:
+        return None
+    totals, trainings = zip(*pairs, strict=True)
+    return TimeSplit(
+        runs=len(pairs),
+        median_run_s=statistics.median(totals),
+        median_training_s=statistics.median(trainings),
+        not_training_share=1 - sum(trainings) / sum(totals),
+    )
+
+
 def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
 
 
-def score_seconds(config: dict, extractor: str, n_fake: int) -> float:
-    """Scoring every snapshot of one run (plus nothing for the cached real features)."""
+def score_seconds(config: dict, extractors: str | Sequence[str], n_fake: int) -> float:
+    """Scoring every snapshot of one run in every feature space (the real features are cached):
+    the fakes are generated once per snapshot and featurised once per space."""
     steps = _total_steps(config)
     snapshots = math.ceil(steps / max(1, config.get("snapshot_every", steps)))
-    per_1k = SCORE_S_PER_1K.get(extractor, SCORE_S_PER_1K["mnist"])
-    if extractor == "inception" and (config.get("device") == "cuda" or cuda_available()):
-        per_1k = INCEPTION_CUDA_S_PER_1K
+    per_1k = SAMPLE_S_PER_1K
+    for extractor in [extractors] if isinstance(extractors, str) else extractors:
+        per_1k += FEATURE_S_PER_1K.get(extractor, FEATURE_S_PER_1K["mnist"])
+        if extractor == "inception" and (config.get("device") == "cuda" or cuda_available()):
+            per_1k += INCEPTION_CUDA_S_PER_1K - FEATURE_S_PER_1K["inception"]
     return snapshots * per_1k * n_fake / 1000
 
 
@@ -162,10 +213,14 @@ def _total_steps(config: dict) -> int:
 
 
 def run_seconds(
-    config: dict, img_s: float, extractor: str, n_fake: int, steps_done: int = 0
+    config: dict,
+    img_s: float,
+    extractors: str | Sequence[str],
+    n_fake: int,
+    steps_done: int = 0,
 ) -> float:
     left = max(0, _total_steps(config) - steps_done) * config.get("batch_size", 64)
-    return RUN_OVERHEAD_S + left / img_s + score_seconds(config, extractor, n_fake)
+    return RUN_OVERHEAD_S + left / img_s + score_seconds(config, extractors, n_fake)
 
 
 def last_step(run_dir: Path) -> int:
@@ -214,6 +269,7 @@ def plan_ablation(
     spec = load_spec(name)
     planned = spec.plan(profile, seeds, data)
     prof = spec.profile(profile)
+    extractors = tuple(prof.extractors or (prof.extractor,))
     url = resolve_storage(storage_url, paths)
     storage = _open_existing_store(url)
     sname = study_name(spec, profile, data)
@@ -251,7 +307,7 @@ def plan_ablation(
         elif status == "trained":  # scores are cached in the run folder; only recording is left
             est = RUN_OVERHEAD_S
         else:
-            est = run_seconds(config, img_s, prof.extractor, prof.n_fake, steps_done)
+            est = run_seconds(config, img_s, extractors, prof.n_fake, steps_done)
         rows.append(
             PlanRow(run.arm, run.seed, run.config.hash(), run.config.total_steps,
                     run.config.batch_size, status, steps_done, img_s, source, est,
@@ -260,7 +316,7 @@ def plan_ablation(
     to_train = sum(r.status not in ("done", "trained") for r in rows)
     if workers is None:
         workers = 1 if cuda_available() else max(1, min(os.cpu_count() or 1, 8, to_train or 1))
-    return Plan(spec.name, profile, sname, where, rows, workers, prof.extractor, prof.n_fake, notes)
+    return Plan(spec.name, profile, sname, where, rows, workers, extractors, prof.n_fake, notes)
 
 
 def duration(seconds: float) -> str:
@@ -305,7 +361,7 @@ def format_plan(plan: Plan) -> str:
         lines.append(
             f"to train: {len(todo)} runs, {kimg:,.0f} kimg; estimated {duration(plan.est_total_s)} of "
             f"worker time, ~{duration(plan.est_wall_s)} wall with {plan.workers} worker(s) "
-            f"(scoring: {plan.extractor}, {plan.n_fake:,} fakes per snapshot)"
+            f"(scoring: {', '.join(plan.extractors)}, {plan.n_fake:,} fakes per snapshot)"
         )
     if any(r.rate_source == "default" for r in plan.todo):
         lines.append(

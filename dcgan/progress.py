@@ -297,7 +297,7 @@ class AblationMonitor:
         self._last_render = time.monotonic()
 
 
-def estimates_for(planned: list, storage, paths, extractor: str, n_fake: int) -> dict:
+def estimates_for(planned: list, storage, paths, extractors: tuple[str, ...], n_fake: int) -> dict:
     """Seconds per planned run (plan.py's model), for the ETA; 0 for work already done."""
     from . import plan
 
@@ -314,7 +314,7 @@ def estimates_for(planned: list, storage, paths, extractor: str, n_fake: int) ->
             out[(run.arm, run.seed, run.config.hash())] = plan.RUN_OVERHEAD_S
         else:
             out[(run.arm, run.seed, run.config.hash())] = plan.run_seconds(
-                config, img_s, extractor, n_fake, steps_done
+                config, img_s, extractors, n_fake, steps_done
             )
     return out
 
@@ -332,7 +332,7 @@ def eta_text(seconds: float | None) -> str:
 
 def for_ablation(
     *, spec, profile: str, planned: list, study_name: str, storage, storage_url: str, paths,
-    extractor: str, n_fake: int, workers: int, log, show: bool | None, report: bool,
+    extractors: tuple[str, ...], n_fake: int, workers: int, log, show: bool | None, report: bool,
     seeds: list[int] | None, data: str | None,
 ):  # fmt: skip
     """The monitor `run_ablation` runs its workers under (None: show=False, no progress)."""
@@ -345,7 +345,7 @@ def for_ablation(
     return AblationMonitor(
         label=f"{spec.name} [{profile}]", study_name=study_name, storage_url=storage_url,
         runs_dir=paths.runs, planned=planned,
-        estimates=estimates_for(planned, storage, paths, extractor, n_fake),
+        estimates=estimates_for(planned, storage, paths, extractors, n_fake),
         workers=workers, log=log, bar=bar, live_report=live,
     )  # fmt: skip
 

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from optuna.trial import TrialState
 
-from . import dashboard, locations, preflight, progress, scores, store
+from . import dashboard, locations, plan, preflight, progress, scores, store
 from .config import ConfigError, RunConfig
 from .data import ImageSet, load_images
 from .faults import crash_point
@@ -118,7 +118,7 @@ def run_ablation(
     started = time.perf_counter()
     monitor = progress.for_ablation(
         spec=spec, profile=profile, planned=planned, study_name=study.study_name, storage=storage,
-        storage_url=url, paths=paths, extractor=prof.extractor, n_fake=prof.n_fake,
+        storage_url=url, paths=paths, extractors=jobs[0].extractors, n_fake=prof.n_fake,
         workers=workers, log=log, show=show_progress, report=report, seeds=seeds, data=data,
     )  # fmt: skip
     if monitor is not None:
@@ -136,6 +136,9 @@ def run_ablation(
             monitor.stop()
             log = monitor._log
     log(f"{spec.name} [{profile}]: workers done in {time.perf_counter() - started:.0f} s")
+    split = plan.time_split(study)
+    if split is not None:
+        log(split.describe())
 
     from .collect import collect_results, export_table
 
