@@ -73,7 +73,7 @@ def real_side(
     real: torch.Tensor, m: int, sq_bandwidth: float, groups: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The m reals KID compares m fakes with, and their within-subset kernel sums. They depend
-    on the reference alone, so a scorer can compute them once per reference (`kid(real_side=)`)."""
+    on the reference alone, so a scorer can compute them once per reference (`kid(reals=)`)."""
     gen = torch.Generator().manual_seed(seed)
     torch.randperm(m, generator=gen)  # the fakes' order is drawn first from the same stream
     if len(real) >= m:
