@@ -9,6 +9,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -306,18 +307,26 @@ def _mini_ablate(url: str, workdir: str, crash: str, counter: str, n_runs: int =
         os._exit(0)
 
 
-def _child(url, workdir, crash, timeout=60, n_runs=N_RUNS) -> int:
-    """Run _mini_ablate in a forked child; returns its exit code (-9: killed at the point)."""
+def _start_child(url, workdir, crash, n_runs=N_RUNS) -> multiprocessing.Process:
     counter = Path(workdir) / "writes.txt"
     ctx = multiprocessing.get_context("fork")
     p = ctx.Process(target=_mini_ablate, args=(url, str(workdir), crash, str(counter), n_runs))
     p.start()
+    return p
+
+
+def _join_child(p, crash, timeout=60) -> int:
     p.join(timeout)
     if p.is_alive():
         p.kill()
         p.join()
         raise AssertionError(f"the worker hung with DCGAN_CRASH_AT={crash}")
     return p.exitcode
+
+
+def _child(url, workdir, crash, timeout=60, n_runs=N_RUNS) -> int:
+    """Run _mini_ablate in a forked child; returns its exit code (-9: killed at the point)."""
+    return _join_child(_start_child(url, workdir, crash, n_runs), crash, timeout)
 
 
 def _end_state(url, n_runs=N_RUNS) -> None:
@@ -394,16 +403,19 @@ def test_two_workers_one_killed_holding_a_claim_lose_and_duplicate_nothing(tmp_p
     storage = store.open_storage(url)  # the study and its queue exist before the race
     study = optuna.create_study(study_name="crash", storage=storage, direction="minimize")
     store.enqueue_missing(study, storage, [(("arm", s, "h"), {}) for s in range(8)])
-    results = []
-
-    def race(crash):  # writes: create_study (a duplicate), study attr, claim, then the kill
-        results.append(_child(url, work, crash, n_runs=8))
-
-    threads = [threading.Thread(target=race, args=(c,)) for c in ("store_write:4", "")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    crashing = _start_child(url, work, "store_write:4", n_runs=8)
+    # The second worker starts once the first holds its claim (store state, bounded wait):
+    # started together, a fast second worker could drain the queue before the first claims
+    # anything, and then nobody is killed holding a claim (CI saw exactly that on a loaded
+    # host). Both are forked from this thread: a fork beside a thread inside the store can
+    # inherit its locks held.
+    deadline = time.monotonic() + 60
+    while crashing.is_alive() and time.monotonic() < deadline:
+        if any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)):
+            break
+        time.sleep(0.01)
+    other = _start_child(url, work, "", n_runs=8)
+    results = [_join_child(crashing, "store_write:4", 120), _join_child(other, "", 120)]
     assert sorted(results) == [-9, 0], results
     assert _child(url, work, "", n_runs=8) == 0
     _end_state(url, n_runs=8)
