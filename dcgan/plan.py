@@ -8,14 +8,16 @@ waiting or running in the store, or new. The store is read if it exists and neve
 Estimated cost per run = images to train / img/s + scoring at every snapshot + a fixed start-up:
 - img/s: the median of finished runs in the store with the same config apart from the seed and
   budget; else of finished runs with the same image size, channels, widths and batch size; else
-  DEFAULT_IMG_S (cpu_default on one thread, README "The CPU default") scaled by
-  (32 / image size)^2 x (32 / mean width)^2, at most MAX_DEFAULT_IMG_S. A worker trains on
-  cores / workers threads; measured rates are per worker as they were recorded.
+  DEFAULT_IMG_S (cpu_default, a 1-thread worker beside another) scaled by
+  (32 / image size)^2 x (32 / mean width)^2, at most MAX_DEFAULT_IMG_S, and by
+  WIDER_ALONE_FACTOR for a run on its own thread count above one (an execution replicate, which
+  trains alone on the host). A worker trains on cores / workers threads; measured rates are per
+  worker as recorded.
 - scoring, per snapshot and 1,000 fakes: SAMPLE_S_PER_1K to generate them once, plus
   FEATURE_S_PER_1K for each feature space scored (its features and metrics). Measured on one
   thread (docs/performance.md, session 5): generation 0.46 s, `mnist` 0.24 s (the class
   histogram included), `randcnn` 0.53 s; `inception` ~6.5 img/s on 2 CPU cores, ~1,000 on a GPU.
-The wall-time estimate divides the total by the workers. ETA during a run rescales the same
+The wall-time estimate divides the total by the workers, apart from the runs that train alone. ETA during a run rescales the same
 model by the speed actually observed (dcgan/progress.py).
 """
 
@@ -31,7 +33,13 @@ from pathlib import Path
 
 from .rundir import RunDir
 
-DEFAULT_IMG_S = 870.0  # cpu_default (32x32, widths 32, batch 64), one thread, idle 2-core CPU
+# cpu_default (32x32, widths 32, batch 64): a 1-thread worker beside another on the 2 cores, the
+# median of 30 such runs of a fresh `activation` ablation (docs/performance.md, session 5).
+DEFAULT_IMG_S = 520.0
+# A run on more threads than its worker's share of the cores (an execution replicate) runs alone
+# on the host (runner.alone_if_wider): one 2-thread run alone trains at 974 img/s (session 5
+# layout measure), 1.87x a 1-thread worker beside another. Its wall time is not shared.
+WIDER_ALONE_FACTOR = 1.87
 MAX_DEFAULT_IMG_S = 4000.0  # tiny nets are bounded by per-step overhead, not FLOPs
 SAMPLE_S_PER_1K = 0.46  # cpu_default's G, 1,000 fakes, one thread
 FEATURE_S_PER_1K = {"mnist": 0.24, "randcnn": 0.53, "inception": 155.0}  # CPU; see score_seconds
@@ -84,7 +92,9 @@ class Plan:
 
     @property
     def est_wall_s(self) -> float:
-        return self.est_total_s / max(1, min(self.workers, len(self.todo) or 1))
+        alone = sum(r.est_s for r in self.rows if r.replicate) if self.workers > 1 else 0.0
+        shared = [r for r in self.todo if not (r.replicate and self.workers > 1)]
+        return alone + (self.est_total_s - alone) / max(1, min(self.workers, len(shared) or 1))
 
 
 def arm_key(config: dict) -> str:
@@ -94,13 +104,16 @@ def arm_key(config: dict) -> str:
 
 
 def shape_key(config: dict) -> tuple:
-    return tuple(config.get(k) for k in ("image_size", "channels", "g_width", "d_width", "batch_size"))  # fmt: skip
+    """What sets a run's speed apart from its recipe: tensor shapes and its own thread count."""
+    keys = ("image_size", "channels", "g_width", "d_width", "batch_size", "threads")
+    return tuple(config.get(k) for k in keys)
 
 
 def default_img_s(config: dict) -> float:
     size = config.get("image_size", 32)
     width = (config.get("g_width", 32) + config.get("d_width", 32)) / 2
-    return min(MAX_DEFAULT_IMG_S, DEFAULT_IMG_S * (32 / size) ** 2 * (32 / width) ** 2)
+    rate = min(MAX_DEFAULT_IMG_S, DEFAULT_IMG_S * (32 / size) ** 2 * (32 / width) ** 2)
+    return rate * (WIDER_ALONE_FACTOR if config.get("threads", 0) > 1 else 1.0)
 
 
 @dataclass
@@ -366,7 +379,8 @@ def format_plan(plan: Plan) -> str:
     if any(r.rate_source == "default" for r in plan.todo):
         lines.append(
             f"* img/s not measured in this store yet: a default ({DEFAULT_IMG_S:.0f} img/s for "
-            "cpu_default on one thread, scaled by image size and width; see dcgan/plan.py)"
+            "cpu_default on a 1-thread worker beside another, scaled by image size and width, "
+            f"x{WIDER_ALONE_FACTOR} for a 2-thread replicate, which trains alone; see dcgan/plan.py)"
         )
     lines += [f"note: {n}" for n in plan.notes]
     return "\n".join(lines)

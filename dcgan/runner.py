@@ -205,8 +205,22 @@ def work(job: WorkerJob, log=progress.worker_log) -> None:
 
     serve(
         study, storage, execute, retry=Retry.NEXT_LAUNCH, worker=job.worker,
+        may_take=alone_if_wider(study, job.threads),
         label=lambda t: f"{t.user_attrs['arm']} seed {t.user_attrs['seed']}", log=log,
     )  # fmt: skip
+
+
+def alone_if_wider(study: optuna.Study, threads: int):
+    """A run on more threads than the worker's share (an execution replicate) runs alone on this
+    host: beside another worker its threads wait at every OpenMP barrier for a descheduled
+    partner (205 vs 520 img/s in a fresh `activation`, docs/performance.md). A worker that may
+    not take it exits; the host's last worker trains it with the cores to itself."""
+
+    def may_take(t) -> bool:
+        wants = (t.user_attrs.get("config") or {}).get("threads") or threads
+        return wants <= threads or not store.busy_here(study)
+
+    return may_take
 
 
 def execute_run(trial: optuna.Trial, job: WorkerJob, artifacts, images: dict) -> tuple[float, str]:

@@ -35,7 +35,7 @@ import socket
 import threading
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -528,8 +528,22 @@ def _claim(storage: RDBStorage, trial_id: int) -> bool:
     return True
 
 
-def claim_next(study: optuna.Study, storage: RDBStorage) -> optuna.Trial | None:
-    """Take one WAITING run for this worker, or None when nothing is left to take.
+def busy_here(study: optuna.Study) -> bool:
+    """Whether a run of this study is RUNNING under a worker on this host (this one included)."""
+    host = socket.gethostname()
+    return any(
+        (t.user_attrs.get("owner") or {}).get("host") == host
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    )
+
+
+def claim_next(
+    study: optuna.Study,
+    storage: RDBStorage,
+    may_take: Callable[[FrozenTrial], bool] = lambda t: True,
+) -> optuna.Trial | None:
+    """Take one WAITING run for this worker, or None when nothing is left that it may take
+    (`may_take` passes over runs this worker should leave to another, or to later).
 
     The WAITING -> RUNNING transition is one compare-and-set transaction that also records the
     owner: exactly one worker wins it. A run enqueued twice (two machines syncing at once) is
@@ -537,7 +551,7 @@ def claim_next(study: optuna.Study, storage: RDBStorage) -> optuna.Trial | None:
     duplicates.
     """
     for _ in range(100_000):  # bounded: each pass claims or fails a trial, or returns
-        queue = waiting(study)
+        queue = [t for t in waiting(study) if may_take(t)]
         if not queue:
             return None
         for t in sorted(queue, key=lambda t: t.number):

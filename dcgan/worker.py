@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from . import store
 from .faults import crash_point
@@ -73,15 +73,16 @@ def serve(
     worker: int = 0,
     label: Callable[[optuna.Trial], str] = lambda t: f"trial {t.number}",
     after_each: Callable[[], str] | None = None,
+    may_take: Callable[[FrozenTrial], bool] = lambda t: True,
     log=print,
 ) -> int:
-    """Claim and execute trials until none is waiting; returns how many this worker finished
-    (complete, pruned or failed). Logs `[wN] <label>: <summary>` per trial, then `after_each()`
-    when given (the tuner's "best so far" line)."""
+    """Claim and execute trials until none is waiting that `may_take` lets it take; returns how
+    many this worker finished (complete, pruned or failed). Logs `[wN] <label>: <summary>` per
+    trial, then `after_each()` when given (the tuner's "best so far" line)."""
     ran = 0
     while True:
         store.reap_dead_workers(study, storage)  # a dead worker's trial goes back to the queue
-        trial = store.claim_next(study, storage)
+        trial = store.claim_next(study, storage, may_take)
         if trial is None:
             return ran
         name = label(trial)

@@ -53,3 +53,28 @@ def test_scoring_estimate_generates_once_and_featurises_per_space():
     assert one == pytest.approx(20 * (plan.SAMPLE_S_PER_1K + plan.FEATURE_S_PER_1K["mnist"]))
     assert both - one == pytest.approx(20 * plan.FEATURE_S_PER_1K["randcnn"])
     assert plan.score_seconds(config, ("mnist",), 2000) == pytest.approx(2 * one)
+
+
+def test_a_replicate_is_estimated_from_runs_on_its_own_thread_count_and_alone():
+    """An execution replicate trains on 2 threads, alone on the host: its rate comes from other
+    runs on 2 threads, never from the 1-thread ones (nor drags theirs), and its time adds to the
+    wall clock whole instead of being shared between the workers."""
+    base = {"image_size": 32, "channels": 1, "g_width": 32, "d_width": 32, "batch_size": 64}
+    rates = plan.Rates()
+    for img_s in (500.0, 520.0, 540.0):
+        rates.add({**base, "threads": 0, "g_activation": "relu"}, img_s)
+    rates.add({**base, "threads": 2, "g_activation": "relu"}, 950.0)
+    other_arm = {**base, "g_activation": "selu"}
+    assert rates.rate({**other_arm, "threads": 0})[0] == pytest.approx(520.0)
+    assert rates.rate({**other_arm, "threads": 2})[0] == pytest.approx(950.0)
+    unmeasured = plan.Rates()
+    one, two = (unmeasured.rate({**other_arm, "threads": t})[0] for t in (0, 2))
+    assert two == pytest.approx(one * plan.WIDER_ALONE_FACTOR)
+
+    def row(replicate):
+        return plan.PlanRow("a", 0, "h", 1500, 64, "new", est_s=100.0, replicate=replicate)
+
+    rows = [row(False)] * 4 + [row(True)] * 2
+    two_workers = plan.Plan("x", "cpu", "s", "", rows, 2, ("mnist",), 1000)
+    assert two_workers.est_wall_s == pytest.approx(4 * 100 / 2 + 2 * 100)
+    assert plan.Plan("x", "cpu", "s", "", rows, 1, ("mnist",), 1000).est_wall_s == 600

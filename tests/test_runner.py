@@ -160,3 +160,24 @@ def test_default_workers_per_core_memory_and_gpu(
     monkeypatch.setattr(runner.torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(worker, "available_memory", lambda: 16 * GB)
     assert worker.default_workers(queued, data_gb * GB) == expected
+
+
+def test_a_wider_run_waits_until_nothing_else_runs_on_this_host(tmp_path):
+    """An execution replicate (2 threads) is left to the host's last worker: while another run
+    of this host is RUNNING a 1-thread worker takes the 1-thread runs and passes over it; a
+    run held by another host does not hold it back; once nothing runs here, it is taken."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    storage = store.open_storage(url)
+    study = optuna.create_study(study_name="wide", storage=storage)
+    for seed, threads in ((0, 0), (1, 2), (2, 0)):
+        config = {"threads": threads}
+        study.enqueue_trial({}, user_attrs={"arm": "a", "seed": seed, "config": config})
+    may_take = runner.alone_if_wider(study, threads=1)
+    held = store.claim_next(study, storage)  # seed 0, held by this host
+    assert held.user_attrs["seed"] == 0
+    taken = store.claim_next(study, storage, may_take)
+    assert taken.user_attrs["seed"] == 2  # the replicate (seed 1) was passed over
+    assert store.claim_next(study, storage, may_take) is None  # only the replicate is left
+    for trial in (held, taken):
+        storage.set_trial_user_attr(trial._trial_id, "owner", {"host": "elsewhere", "pid": 1})
+    assert store.claim_next(study, storage, may_take).user_attrs["seed"] == 1
