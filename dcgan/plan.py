@@ -17,8 +17,8 @@ Estimated cost per run = images to train / img/s + scoring at every snapshot + a
   FEATURE_S_PER_1K for each feature space scored (its features and metrics). Measured on one
   thread (docs/performance.md, session 5): generation 0.46 s, `mnist` 0.24 s (the class
   histogram included), `randcnn` 0.53 s; `inception` ~6.5 img/s on 2 CPU cores, ~1,000 on a GPU.
-The wall-time estimate divides the total by the workers, apart from the runs that train alone. ETA during a run rescales the same
-model by the speed actually observed (dcgan/progress.py).
+The wall-time estimate divides the total by the workers, apart from the runs that train alone.
+ETA during a run rescales the same model by the speed actually observed (dcgan/progress.py).
 """
 
 from __future__ import annotations
