@@ -222,3 +222,29 @@ def test_eta_follows_the_observed_speed():
     assert monitor._eta({keys[0], keys[1]}, half, 50.0) == pytest.approx(30.0)
     line = progress.format_line("x", progress.Snapshot(2, 4, 0, half, 50.0, 30.0))
     assert line == "x 2/4 runs · training c/0 step 50/100 · 50 s elapsed · ETA 30 s"
+
+
+def test_eta_counts_a_replicate_as_holding_every_worker():
+    """An execution replicate trains alone on the host (runner.alone_if_wider): its seconds add
+    to the wall clock whole, while the other runs share the workers."""
+
+    class Cfg:
+        total_steps = 100
+
+        def __init__(self, h):
+            self.h = h
+
+        def hash(self):
+            return self.h
+
+    class Run:
+        def __init__(self, arm, h, execution=0):
+            self.arm, self.seed, self.config, self.execution = arm, 0, Cfg(h), execution
+
+    planned = [Run("a", "1"), Run("b", "2"), Run("c", "3"), Run("a", "4", execution=1)]
+    monitor = progress.AblationMonitor(
+        label="x", study_name="s", storage_url="sqlite://", runs_dir=Path("."), planned=planned,
+        estimates={(r.arm, 0, r.config.h): 10.0 for r in planned}, workers=2,
+    )  # fmt: skip
+    monitor._done_at_start = set()
+    assert monitor._eta(set(), [], 0.0) == pytest.approx(3 * 10 / 2 + 10)
