@@ -195,26 +195,34 @@ def test_live_report_says_it_is_in_progress(ablated, tmp_path):
     assert "In progress" not in html and "refresh" not in html
 
 
-def test_eta_follows_the_observed_speed():
-    class Cfg:
-        total_steps = 100
+class _Cfg:
+    total_steps = 100
 
-        def __init__(self, h):
-            self.h = h
+    def __init__(self, h):
+        self.h = h
 
-        def hash(self):
-            return self.h
+    def hash(self):
+        return self.h
 
-    class Run:
-        def __init__(self, arm, h):
-            self.arm, self.seed, self.config = arm, 0, Cfg(h)
 
-    planned = [Run("a", "1"), Run("b", "2"), Run("c", "3"), Run("d", "4")]
+class _Run:
+    """A planned run as the monitor reads it: arm, seed 0, config hash, replicate flag."""
+
+    def __init__(self, arm, h, execution=0):
+        self.arm, self.seed, self.config, self.execution = arm, 0, _Cfg(h), execution
+
+
+def _monitor(planned, workers=2):
     monitor = progress.AblationMonitor(
         label="x", study_name="s", storage_url="sqlite://", runs_dir=Path("."), planned=planned,
-        estimates={(r.arm, 0, r.config.h): 10.0 for r in planned}, workers=2,
+        estimates={(r.arm, 0, r.config.h): 10.0 for r in planned}, workers=workers,
     )  # fmt: skip
     monitor._done_at_start = set()
+    return monitor
+
+
+def test_eta_follows_the_observed_speed():
+    monitor = _monitor([_Run("a", "1"), _Run("b", "2"), _Run("c", "3"), _Run("d", "4")])
     keys = monitor.keys
     assert monitor._eta(set(), [], 0.0) == pytest.approx(20.0)  # the model: 40 s over 2 workers
     half = [progress.InFlight("c", 0, "training", 50, 100)]
@@ -227,24 +235,5 @@ def test_eta_follows_the_observed_speed():
 def test_eta_counts_a_replicate_as_holding_every_worker():
     """An execution replicate trains alone on the host (runner.alone_if_wider): its seconds add
     to the wall clock whole, while the other runs share the workers."""
-
-    class Cfg:
-        total_steps = 100
-
-        def __init__(self, h):
-            self.h = h
-
-        def hash(self):
-            return self.h
-
-    class Run:
-        def __init__(self, arm, h, execution=0):
-            self.arm, self.seed, self.config, self.execution = arm, 0, Cfg(h), execution
-
-    planned = [Run("a", "1"), Run("b", "2"), Run("c", "3"), Run("a", "4", execution=1)]
-    monitor = progress.AblationMonitor(
-        label="x", study_name="s", storage_url="sqlite://", runs_dir=Path("."), planned=planned,
-        estimates={(r.arm, 0, r.config.h): 10.0 for r in planned}, workers=2,
-    )  # fmt: skip
-    monitor._done_at_start = set()
+    monitor = _monitor([_Run("a", "1"), _Run("b", "2"), _Run("c", "3"), _Run("a", "4", 1)])
     assert monitor._eta(set(), [], 0.0) == pytest.approx(3 * 10 / 2 + 10)
