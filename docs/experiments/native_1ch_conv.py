@@ -99,7 +99,9 @@ def per_layer(cfg) -> None:
     print("part 1: ms per fwd+bwd, batch", cfg.batch_size)
     print(f"{'layer':6} {'input':18} {'oneDNN CL':>10} {'oneDNN contig':>14} {'native':>8}")
     for name, (layer, shape) in shapes.items():
-        times = [layer_ms(layer, shape, f, on) for f, on in ((CL, True), (CONTIG, True), (CONTIG, False))]
+        times = [
+            layer_ms(layer, shape, f, on) for f, on in ((CL, True), (CONTIG, True), (CONTIG, False))
+        ]
         print(f"{name:6} {str(tuple(shape)):18} {times[0]:10.2f} {times[1]:14.2f} {times[2]:8.2f}")
 
 
