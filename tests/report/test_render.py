@@ -166,3 +166,18 @@ def test_runs_that_recorded_no_environment_are_not_given_the_renderers(tmp_path)
     html = render_report(results, tmp_path / "out").read_text()
     section = html.split('id="provenance"')[1].split("</aside>")[0]
     assert "not recorded" in section and environment.cpu_model() not in section
+
+
+def test_an_arm_the_gate_stops_reads_undertrained_in_the_difference_table_too(tmp_path):
+    """The statistics resolve it (better at the end), but its FID still falls steeply: the
+    table's decision must not say 'better' beside a verdict that says 'no verdict'."""
+    results = build_results(tmp_path, {"baseline": {}, "slow": {"lr_g": 1e-4}})
+    curves = results.curves
+    still_falling = (curves["arm"] == "slow") & (curves["metric"] == "fid")
+    curves.loc[still_falling, "value"] *= 1 + 9 * (1 - curves.loc[still_falling, "step"] / 1000)
+    html = render_report(results, tmp_path / "out").read_text()
+    table = html[html.index("Difference to the baseline") : html.index("Nondeterminism")]
+    fid_row = table[table.index("primary") : table.index("secondary")]
+    assert '<span class="badge undertrained">undertrained</span>' in fid_row
+    assert "the test alone: better" in fid_row
+    assert '<span class="badge better">' not in table
