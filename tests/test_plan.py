@@ -78,3 +78,14 @@ def test_a_replicate_is_estimated_from_runs_on_its_own_thread_count_and_alone():
     two_workers = plan.Plan("x", "cpu", "s", "", rows, 2, ("mnist",), 1000)
     assert two_workers.est_wall_s == pytest.approx(4 * 100 / 2 + 2 * 100)
     assert plan.Plan("x", "cpu", "s", "", rows, 1, ("mnist",), 1000).est_wall_s == 600
+
+
+def test_default_rate_scales_with_pixels_and_less_than_flops_with_width():
+    base = {"image_size": 32, "g_width": 32, "d_width": 32}
+    assert plan.default_img_s(base) == plan.DEFAULT_IMG_S
+    bigger = plan.default_img_s(base | {"image_size": 64})
+    assert bigger == pytest.approx(plan.DEFAULT_IMG_S / 4)
+    narrower = plan.default_img_s(base | {"image_size": 64, "g_width": 16, "d_width": 16})
+    assert bigger < narrower < 4 * bigger  # half the width: faster, not 4x (FLOPs) faster
+    replicate = plan.default_img_s(base | {"threads": 2})
+    assert replicate == pytest.approx(plan.DEFAULT_IMG_S * plan.WIDER_ALONE_FACTOR)
