@@ -77,24 +77,25 @@ def finished_curves(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return curves.merge(done, on=["arm", "seed"])
 
 
-def _seed_band(curves: pd.DataFrame, metric: str, smooth: bool) -> pd.DataFrame:
-    """Per (arm, step): mean over seeds and the min-max band; optionally a rolling mean first."""
-    rows = curves[curves["metric"] == metric].sort_values(["arm", "seed", "step"])
+def _seed_band(curves: pd.DataFrame, metric: str, smooth: bool, x: str = "step") -> pd.DataFrame:
+    """Per (arm, x): mean over seeds and the min-max band; optionally a rolling mean first."""
+    rows = curves[curves["metric"] == metric].sort_values(["arm", "seed", x])
     if rows.empty:
-        return pd.DataFrame(columns=["arm", "step", "mean", "lo", "hi", "n"])
+        return pd.DataFrame(columns=["arm", x, "mean", "lo", "hi", "n"])
     if smooth:
         rows = rows.assign(
             value=rows.groupby(["arm", "seed"])["value"].transform(
                 lambda v: v.rolling(max(1, len(v) // 20), min_periods=1).mean()
             )
         )
-    stats = rows.groupby(["arm", "step"])["value"].agg(mean="mean", lo="min", hi="max", n="size")
+    stats = rows.groupby(["arm", x])["value"].agg(mean="mean", lo="min", hi="max", n="size")
     return stats.reset_index()
 
 
 def _draw_band(
-    ax, band: pd.DataFrame, color, label: str, scale: float = 1.0, marker=None, ls: str = "-"
-) -> None:
+    ax, band: pd.DataFrame, color, label: str, scale: float = 1.0, marker=None, ls: str = "-",
+    x: str = "step",
+) -> None:  # fmt: skip
     """Mean line, full where every seed has data, faded where some have stopped (diverged).
     Markers: the arm's own (at most ~12 per line), else dots on short curves."""
     marker = marker or ("o" if len(band) <= 12 else None)
@@ -105,22 +106,22 @@ def _draw_band(
     )
     mean = band["mean"] * scale
     ax.plot(
-        band["step"], mean.where(all_seeds), color=color, lw=1.6, ls=ls, label=_text(label),
+        band[x], mean.where(all_seeds), color=color, lw=1.6, ls=ls, label=_text(label),
         marker=marker, ms=4, markevery=every,
     )  # fmt: skip
     if not all_seeds.all():
         ax.plot(
-            band["step"], mean.where(partial), color=color, lw=1.2, ls=ls, alpha=0.45,
+            band[x], mean.where(partial), color=color, lw=1.2, ls=ls, alpha=0.45,
             marker=marker, ms=3, markevery=every,
         )  # fmt: skip
-    ax.fill_between(
-        band["step"], band["lo"] * scale, band["hi"] * scale, color=color, alpha=0.18, lw=0
-    )
+    ax.fill_between(band[x], band["lo"] * scale, band["hi"] * scale, color=color, alpha=0.18, lw=0)
 
 
 def training_scores(curves: pd.DataFrame, arms: list[str], palette: dict) -> bytes | None:
-    """FID and KID over training, one line per arm (mean over seeds, band min-max over seeds)."""
-    bands = {m: _seed_band(curves, m, smooth=False) for m in ("fid", "kid")}
+    """FID and KID against kimg (arms with other batch sizes line up by images seen), one line
+    per arm (mean over seeds, band min-max). FID on a log axis: the end of training, where
+    verdicts are made, is otherwise a flat line at the bottom of the early phase's range."""
+    bands = {m: _seed_band(curves, m, smooth=False, x="kimg") for m in ("fid", "kid")}
     if all(b.empty for b in bands.values()):
         return None
     with _style():
@@ -133,10 +134,15 @@ def training_scores(curves: pd.DataFrame, arms: list[str], palette: dict) -> byt
                 arm_band = band[band["arm"] == arm]
                 if not arm_band.empty:
                     style = styles[arm]
-                    _draw_band(ax, arm_band, palette[arm], arm, scale, style["marker"], style["ls"])
+                    _draw_band(
+                        ax, arm_band, palette[arm], arm, scale, style["marker"], style["ls"], "kimg"
+                    )
+            log_y = metric == "fid" and bool((band["lo"] > 0).all())
+            if log_y:
+                ax.set_yscale("log")
             ax.set(
-                xlabel="step",
-                ylabel=fmt.METRIC_LABEL[metric],
+                xlabel="kimg (thousands of images seen)",
+                ylabel=fmt.METRIC_LABEL[metric] + (" (log scale)" if log_y else ""),
                 title=f"{fmt.METRIC_LABEL[metric]} during training (lower is better)",
             )
         handles, labels = axes[0].get_legend_handles_labels()
