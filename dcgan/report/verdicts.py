@@ -241,7 +241,8 @@ def overall_verdict(
     resolved = [
         f"{arm} {label}" for label in (stats.BETTER, stats.WORSE) for arm in by_label.get(label, [])
     ]
-    family = f"Holm over {len(analysis.family)} arms"
+    n = len(analysis.family)
+    family = f"Holm over {n} arm{'' if n == 1 else 's'}"
     parts = [
         f"Resolved vs {baseline} on FID ({family}): {', '.join(resolved)}"
         if resolved

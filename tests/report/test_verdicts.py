@@ -259,7 +259,7 @@ def test_downgrade_keeps_the_statistical_label():
     assert by_arm["worse"].label == "worse"  # the input is not changed
     analysis = stats.analyse(results_from_runs(runs_frame({"base": BASE, "worse": WORSE}), "base"))
     assert verdicts.overall_verdict(analysis, "base", out) == (
-        "No arm differs resolvably from base on FID (Holm over 1 arms). Undertrained: worse."
+        "No arm differs resolvably from base on FID (Holm over 1 arm). Undertrained: worse."
     )
 
 
