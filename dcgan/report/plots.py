@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -378,7 +379,9 @@ def budget_ratios(trajectories: dict, arms: list[str], palette: dict) -> bytes |
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
             ax.yaxis.set_minor_formatter(NullFormatter())
             stab = trajectories[arm].stability
-            title = _text(arm) + (f"\n{stab.sentence}" if stab else "")
+            # wrapped to the facet's width: side by side, four one-line sentences overlapped
+            width = 120 // min(FACET_COLUMNS, len(shown))
+            title = _text(arm) + (f"\n{textwrap.fill(stab.sentence, width)}" if stab else "")
             ax.set(
                 xlabel="kimg (thousands of images seen)", ylabel="FID / baseline FID", title=title
             )
