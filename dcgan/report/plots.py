@@ -381,7 +381,10 @@ def budget_ratios(trajectories: dict, arms: list[str], palette: dict) -> bytes |
             stab = trajectories[arm].stability
             # wrapped to the facet's width: side by side, four one-line sentences overlapped
             width = 120 // min(FACET_COLUMNS, len(shown))
-            title = _text(arm) + (f"\n{textwrap.fill(stab.sentence, width)}" if stab else "")
+            sentence = stab.sentence if stab else ""
+            if trajectories[arm].gate.trained is False:  # the gate speaks first, as in the verdict
+                sentence = "undertrained: no verdict; " + sentence
+            title = _text(arm) + (f"\n{textwrap.fill(sentence, width)}" if sentence else "")
             ax.set(
                 xlabel="kimg (thousands of images seen)", ylabel="FID / baseline FID", title=title
             )
