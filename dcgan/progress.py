@@ -108,7 +108,7 @@ class AblationMonitor:
         self.totals = {k: r.config.total_steps for k, r in zip(self.keys, planned, strict=True)}
         self.estimates = {k: max(estimates.get(k, 1.0), 1e-3) for k in self.keys}
         for key, run in zip(self.keys, planned, strict=True):
-            if getattr(run, "execution", 0):  # a replicate trains alone: it holds every worker
+            if run.execution:  # a replicate trains alone: it holds every worker
                 self.estimates[key] *= self.workers
         self.live_report = live_report
         self.interval_s, self.log_every_s = interval_s, log_every_s
