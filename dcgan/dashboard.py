@@ -38,6 +38,7 @@ from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
+    check_distribution_compatibility,
 )
 from optuna.trial import TrialState
 
@@ -64,6 +65,38 @@ def factor_distributions(planned: list) -> dict[str, BaseDistribution]:
     return out
 
 
+def _study_distributions(study: optuna.Study) -> dict[str, BaseDistribution]:
+    seen: dict[str, BaseDistribution] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, dist in trial.distributions.items():
+            seen.setdefault(name, dist)
+    return seen
+
+
+def _compatible(dists: dict, study: optuna.Study, log) -> dict[str, BaseDistribution]:
+    """The distributions Optuna will accept beside the study's earlier trials.
+
+    A spec's factors can change under a study: a new budget changes an equal-steps arm's
+    `steps` from 750 to 1,375, and Optuna refuses a categorical whose choices differ from the
+    study's. Such a factor keeps the study's distribution when it covers every new value;
+    otherwise it is left off the new trials (said once), so the others still reach the
+    dashboard."""
+    seen = _study_distributions(study)
+    out = {}
+    for name, dist in dists.items():
+        old = seen.get(name)
+        try:
+            if old is not None:
+                check_distribution_compatibility(old, dist)
+            out[name] = dist
+        except ValueError:
+            if isinstance(old, CategoricalDistribution) and isinstance(dist, CategoricalDistribution) and set(dist.choices) <= set(old.choices):  # fmt: skip
+                out[name] = old
+            else:
+                log(f"dashboard: factor {name!r} not set on new trials: its values {list(getattr(dist, 'choices', []))} differ from those of the study's earlier trials {list(getattr(old, 'choices', []))}, and Optuna allows one set per study")  # fmt: skip
+    return out
+
+
 def _param_values(config: dict, seed: int, names) -> dict:
     return {name: (seed if name == "seed" else config.get(name)) for name in names}
 
@@ -71,7 +104,7 @@ def _param_values(config: dict, seed: int, names) -> dict:
 def set_trial_params(study: optuna.Study, storage, planned: list, log=print) -> int:
     """Give every waiting trial without parameters its factors and seed; returns how many."""
     try:
-        dists = factor_distributions(planned)
+        dists = _compatible(factor_distributions(planned), study, log)
         by_key = {(r.arm, r.seed, r.config.hash()): r for r in planned}
         count = 0
         for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
