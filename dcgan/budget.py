@@ -86,6 +86,64 @@ def candidates(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[Candid
     return out
 
 
+@dataclass(frozen=True)
+class ArmEnd:
+    """An arm against the baseline at the pilot's full budget, and across the whole pilot."""
+
+    arm: str
+    kimg: float  # the last baseline snapshot both reach
+    fid: dict[int, float]  # per seed, there (log-interpolated between the arm's snapshots)
+    ratio: tr.LogInterval  # arm / baseline there, paired by seed
+    lower_everywhere: int  # snapshots at which the arm is below the baseline in every seed
+    higher_everywhere: int  # ... above it in every seed
+    snapshots: int
+
+
+def arms_at_end(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[ArmEnd]:
+    """What a reader asks of a pilot beside its budget: does each arm's sign hold throughout?"""
+    base = fid[fid["arm"] == baseline]
+    out = []
+    for arm in arms:
+        if arm == baseline:
+            continue
+        rows = fid[fid["arm"] == arm]
+        by_kimg = tr.seed_ratios(rows, base)
+        if not by_kimg:
+            continue
+        end = max(by_kimg)
+        base_end = {int(r.seed): float(r.value) for r in base.itertuples() if abs(r.kimg - end) < 1e-6}  # fmt: skip
+        out.append(
+            ArmEnd(
+                arm=arm,
+                kimg=end,  # the arm's FID there is interpolated when it has no snapshot at `end`
+                fid={s: r * base_end[s] for s, r in by_kimg[end].items() if s in base_end},
+                ratio=tr.log_t_interval(list(by_kimg[end].values())),
+                lower_everywhere=sum(all(r < 1 for r in v.values()) for v in by_kimg.values()),
+                higher_everywhere=sum(all(r > 1 for r in v.values()) for v in by_kimg.values()),
+                snapshots=len(by_kimg),
+            )
+        )
+    return out
+
+
+def _end_table(ends: list[ArmEnd], fid: pd.DataFrame, baseline: str) -> str:
+    base = fid[fid["arm"] == baseline]
+    lines = [
+        "| arm | FID per seed at the end | baseline's | ratio [95% t-interval], n | "
+        "below the baseline in every seed | above it in every seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in ends:
+        theirs = base[(base["kimg"] - e.kimg).abs() < 1e-6].sort_values("seed")["value"]
+        ci = f" [{e.ratio.lo:.2f}, {e.ratio.hi:.2f}]" if e.ratio.has_ci else ""
+        lines.append(
+            f"| {e.arm} | {', '.join(f'{v:.1f}' for _, v in sorted(e.fid.items())) or 'not scored at the end'}"
+            f" | {', '.join(f'{v:.1f}' for v in theirs)} | {e.ratio.value:.2f}x{ci}, n = {e.ratio.n} | "
+            f"{e.lower_everywhere} of {e.snapshots} snapshots | {e.higher_everywhere} of {e.snapshots} |"
+        )  # fmt: skip
+    return "\n".join(lines)
+
+
 def choose(cands: list[Candidate]) -> Candidate | None:
     """The smallest qualifying budget after which the baseline never falls back into the fast
     phase (a noisy single snapshot does not choose the budget)."""
@@ -228,6 +286,8 @@ def command_choose_budget(argv: list[str] | None = None) -> int:
         else "**No budget up to the pilot's qualifies**: a profile at any of these budgets is "
         "not trained enough by this rule, and its report must say so."
     )
+    ends = arms_at_end(fid, arms, spec.baseline)
+    ends_kimg = ", ".join(sorted({f"{e.kimg:g} kimg" for e in ends})) or "no arm paired"
     page = (
         f"# Pilot: `{spec.name}`\n\n"
         f"Reproduce: `python -m dcgan ablate {spec.name} --profile {args.profile}` then "
@@ -235,6 +295,9 @@ def command_choose_budget(argv: list[str] | None = None) -> int:
         f"{len(done)} runs ({len(arms)} arms x seeds {sorted(set(done['seed']))}), "
         f"{len(fid)} scored snapshots under `fid_mnist_1k`. Rule: {RULE}.\n\n"
         f"{verdict}{caveat}\n\n{table}\n\n"
+        f"At the pilot's end ({ends_kimg}), every arm against the baseline (`{spec.baseline}`), "
+        f"paired by seed; the last two columns count the pilot's snapshots at which the arm is "
+        f"below (above) the baseline in every seed:\n\n{_end_table(ends, fid, spec.baseline)}\n\n"
         f"![FID against kimg](../img/pilot-{spec.name}.png)\n"
     )
     out = args.docs / "pilot" / f"{spec.name}.md"

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from dcgan import budget
 
@@ -57,6 +58,35 @@ def test_no_budget_qualifies_when_the_baseline_never_converges():
     # a steep power law falls 58% in the last quarter of every budget: never past the fast phase
     fid = pd.concat([_frame("base", lambda k: 1e7 * k**-3.0), _frame("b", lambda k: 10)])
     assert budget.choose(budget.candidates(fid, ["base", "b"], "base")) is None
+
+
+def test_the_pilots_end_table_counts_where_an_arm_is_below_the_baseline_in_every_seed():
+    def late(k):  # better than the baseline until 240 kimg, then worse
+        return _baseline(k) * (0.5 if k < 240 else 1.5)
+
+    seeds = range(3)
+    fid = pd.concat([_frame("base", _baseline, seeds), _frame("late", late, seeds)])
+    (end,) = budget.arms_at_end(fid, ["base", "late"], "base")
+    below = int((KIMG < 240).sum())
+    assert (end.kimg, end.snapshots) == (320, len(KIMG))
+    assert (end.lower_everywhere, end.higher_everywhere) == (below, len(KIMG) - below)
+    # the ratio at the end: geometric mean of the per-seed ratios, computed here independently
+    last = fid[fid["kimg"] == 320].pivot(index="seed", columns="arm", values="value")
+    assert math.isclose(end.ratio.value, float(np.exp(np.log(last["late"] / last["base"]).mean())))
+    assert end.ratio.n == 3 and end.ratio.lo < end.ratio.value < end.ratio.hi
+    assert end.fid == pytest.approx(last["late"].to_dict())
+
+
+def test_an_arm_trained_past_the_baseline_is_compared_where_both_ran():
+    longer = KIMG * 4  # batch 512 at equal steps: 4x the images, snapshots every 64 kimg
+    base = _frame("base", _baseline)
+    arm = pd.DataFrame(
+        [{"arm": "long", "seed": s, "kimg": k, "value": 0.5 * _baseline(k)} for s in range(2) for k in longer]
+    )  # fmt: skip
+    (end,) = budget.arms_at_end(pd.concat([base, arm]), ["base", "long"], "base")
+    assert end.kimg == 320 and end.snapshots == int((KIMG >= 64).sum())  # none before its first
+    assert end.lower_everywhere == end.snapshots
+    assert all(math.isclose(v, 0.5 * _baseline(320), rel_tol=1e-9) for v in end.fid.values())
 
 
 def test_pilot_points_are_in_kimg_whatever_the_stored_curve_form():

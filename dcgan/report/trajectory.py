@@ -134,20 +134,27 @@ class SnapshotDelta:
     ratio: LogInterval  # arm / baseline, paired by seed
 
 
-def paired_ratios(curve_arm: pd.DataFrame, curve_base: pd.DataFrame) -> list[SnapshotDelta]:
-    """arm / baseline FID at every baseline snapshot, paired by seed (columns seed, kimg, value)."""
+def seed_ratios(curve_arm: pd.DataFrame, curve_base: pd.DataFrame) -> dict[float, dict[int, float]]:
+    """{kimg: {seed: arm / baseline FID}} at every baseline snapshot, paired by seed (columns
+    seed, kimg, value); a seed appears where both its runs reach that kimg."""
     arm, base = _per_seed(curve_arm), _per_seed(curve_base)
     seeds = sorted(set(arm) & set(base))
-    if not seeds:
-        return []
-    grid = sorted(set().union(*(base[s].index for s in seeds)))
-    out = []
+    grid = sorted(set().union(*(base[s].index for s in seeds))) if seeds else []
+    out = {}
     for kimg in grid:
-        ratios = [_at(arm[s], kimg) / _at(base[s], kimg) for s in seeds]
-        ratios = [r for r in ratios if math.isfinite(r)]
+        ratios = {s: _at(arm[s], kimg) / _at(base[s], kimg) for s in seeds}
+        ratios = {s: r for s, r in ratios.items() if math.isfinite(r)}
         if ratios:
-            out.append(SnapshotDelta(float(kimg), log_t_interval(ratios)))
+            out[float(kimg)] = ratios
     return out
+
+
+def paired_ratios(curve_arm: pd.DataFrame, curve_base: pd.DataFrame) -> list[SnapshotDelta]:
+    """arm / baseline FID at every baseline snapshot, paired by seed (columns seed, kimg, value)."""
+    return [
+        SnapshotDelta(kimg, log_t_interval(list(ratios.values())))
+        for kimg, ratios in seed_ratios(curve_arm, curve_base).items()
+    ]
 
 
 # ---- stability --------------------------------------------------------------------------
