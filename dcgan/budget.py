@@ -93,6 +93,7 @@ class ArmEnd:
     arm: str
     kimg: float  # the last baseline snapshot both reach
     fid: dict[int, float]  # per seed, there (log-interpolated between the arm's snapshots)
+    baseline_fid: dict[int, float]  # per seed, there
     ratio: tr.LogInterval  # arm / baseline there, paired by seed
     lower_everywhere: int  # snapshots at which the arm is below the baseline in every seed
     higher_everywhere: int  # ... above it in every seed
@@ -117,6 +118,7 @@ def arms_at_end(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[ArmEn
                 arm=arm,
                 kimg=end,  # the arm's FID there is interpolated when it has no snapshot at `end`
                 fid={s: r * base_end[s] for s, r in by_kimg[end].items() if s in base_end},
+                baseline_fid=base_end,
                 ratio=tr.log_t_interval(list(by_kimg[end].values())),
                 lower_everywhere=sum(all(r < 1 for r in v.values()) for v in by_kimg.values()),
                 higher_everywhere=sum(all(r > 1 for r in v.values()) for v in by_kimg.values()),
@@ -126,19 +128,17 @@ def arms_at_end(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[ArmEn
     return out
 
 
-def _end_table(ends: list[ArmEnd], fid: pd.DataFrame, baseline: str) -> str:
-    base = fid[fid["arm"] == baseline]
+def _end_table(ends: list[ArmEnd]) -> str:
     lines = [
         "| arm | FID per seed at the end | baseline's | ratio [95% t-interval], n | "
         "below the baseline in every seed | above it in every seed |",
         "|---|---|---|---|---|---|",
     ]
     for e in ends:
-        theirs = base[(base["kimg"] - e.kimg).abs() < 1e-6].sort_values("seed")["value"]
         ci = f" [{e.ratio.lo:.2f}, {e.ratio.hi:.2f}]" if e.ratio.has_ci else ""
         lines.append(
             f"| {e.arm} | {', '.join(f'{v:.1f}' for _, v in sorted(e.fid.items())) or 'not scored at the end'}"
-            f" | {', '.join(f'{v:.1f}' for v in theirs)} | {e.ratio.value:.2f}x{ci}, n = {e.ratio.n} | "
+            f" | {', '.join(f'{v:.1f}' for _, v in sorted(e.baseline_fid.items()))} | {e.ratio.value:.2f}x{ci}, n = {e.ratio.n} | "
             f"{e.lower_everywhere} of {e.snapshots} snapshots | {e.higher_everywhere} of {e.snapshots} |"
         )  # fmt: skip
     return "\n".join(lines)
@@ -297,7 +297,7 @@ def command_choose_budget(argv: list[str] | None = None) -> int:
         f"{verdict}{caveat}\n\n{table}\n\n"
         f"At the pilot's end ({ends_kimg}), every arm against the baseline (`{spec.baseline}`), "
         f"paired by seed; the last two columns count the pilot's snapshots at which the arm is "
-        f"below (above) the baseline in every seed:\n\n{_end_table(ends, fid, spec.baseline)}\n\n"
+        f"below (above) the baseline in every seed:\n\n{_end_table(ends)}\n\n"
         f"![FID against kimg](../img/pilot-{spec.name}.png)\n"
     )
     out = args.docs / "pilot" / f"{spec.name}.md"
