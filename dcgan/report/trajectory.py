@@ -9,6 +9,9 @@ STABILITY   A difference is *final* only when its direction (the paired 95% t-in
             log FID ratio, arm / baseline, over seeds, excludes 1) is the same at each of the
             last >= 3 scored snapshots and those snapshots span >= 30% of the budget. Otherwise
             it is "budget-sensitive: changed at N kimg" (the last snapshot where it differed).
+            Arms are paired with the baseline at equal kimg; an arm whose budget is another
+            number of images (batch 512 for as many steps as batch 128) at the same fraction of
+            its budget -- the same step -- with kimg read on the baseline's axis.
 GATE        An arm is *undertrained* (no verdict) while its best-so-far FID (geometric mean
             over seeds) still fell by 50% or more over the last quarter of the budget -- the
             fast early phase, where arms that merely start later look worse -- or (when
@@ -32,7 +35,7 @@ type and curve handling.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -134,27 +137,45 @@ class SnapshotDelta:
     ratio: LogInterval  # arm / baseline, paired by seed
 
 
-def seed_ratios(curve_arm: pd.DataFrame, curve_base: pd.DataFrame) -> dict[float, dict[int, float]]:
+def seed_ratios(
+    curve_arm: pd.DataFrame, curve_base: pd.DataFrame, arm_scale: float = 1.0
+) -> dict[float, dict[int, float]]:
     """{kimg: {seed: arm / baseline FID}} at every baseline snapshot, paired by seed (columns
-    seed, kimg, value); a seed appears where both its runs reach that kimg."""
+    seed, kimg, value); a seed appears where both its runs reach that kimg.
+
+    arm_scale: the arm's budget over the baseline's. An arm trained on a different number of
+    images (batch_size's batch 512 for as many steps as batch 128: 4x) is paired at the same
+    fraction of its budget -- the same step -- and keyed by the baseline's kimg; pairing it at
+    equal kimg would compare its first quarter with the baseline's whole run."""
     arm, base = _per_seed(curve_arm), _per_seed(curve_base)
     seeds = sorted(set(arm) & set(base))
     grid = sorted(set().union(*(base[s].index for s in seeds))) if seeds else []
     out = {}
     for kimg in grid:
-        ratios = {s: _at(arm[s], kimg) / _at(base[s], kimg) for s in seeds}
+        ratios = {s: _at(arm[s], kimg * arm_scale) / _at(base[s], kimg) for s in seeds}
         ratios = {s: r for s, r in ratios.items() if math.isfinite(r)}
         if ratios:
             out[float(kimg)] = ratios
     return out
 
 
-def paired_ratios(curve_arm: pd.DataFrame, curve_base: pd.DataFrame) -> list[SnapshotDelta]:
-    """arm / baseline FID at every baseline snapshot, paired by seed (columns seed, kimg, value)."""
+def paired_ratios(
+    curve_arm: pd.DataFrame, curve_base: pd.DataFrame, arm_scale: float = 1.0
+) -> list[SnapshotDelta]:
+    """arm / baseline FID at every baseline snapshot, paired by seed (columns seed, kimg, value;
+    arm_scale as in seed_ratios)."""
     return [
         SnapshotDelta(kimg, log_t_interval(list(ratios.values())))
-        for kimg, ratios in seed_ratios(curve_arm, curve_base).items()
+        for kimg, ratios in seed_ratios(curve_arm, curve_base, arm_scale).items()
     ]
+
+
+def budget_scale(arm_budget: float, base_budget: float) -> float:
+    """The arm's budget over the baseline's; 1 when they match or either is unknown."""
+    if not (math.isfinite(arm_budget) and math.isfinite(base_budget)) or base_budget <= 0:
+        return 1.0
+    scale = arm_budget / base_budget
+    return 1.0 if abs(scale - 1.0) < 0.01 else scale  # equal-images arms round to whole steps
 
 
 # ---- stability --------------------------------------------------------------------------
@@ -165,9 +186,13 @@ class Stability:
     changed_at_kimg: float  # last snapshot whose direction differs from the final one (NaN: none)
     window_kimg: tuple[float, float]  # the snapshots the rule looked at
     snapshots: int
+    arm_scale: float = 1.0  # != 1: kimg are the baseline's, the arm paired at the same step
 
     @property
     def sentence(self) -> str:
+        return self._sentence() + self._pairing()
+
+    def _sentence(self) -> str:
         if self.snapshots < STABLE_MIN_SNAPSHOTS:
             return f"not final: only {self.snapshots} scored snapshots"
         lo, hi = self.window_kimg
@@ -177,6 +202,14 @@ class Stability:
             return f"{self.direction} at every snapshot from {lo:g} to {hi:g} kimg"
         return f"budget-sensitive: changed at {self.changed_at_kimg:g} kimg"
 
+    def _pairing(self) -> str:
+        if self.arm_scale == 1.0 or self.snapshots < STABLE_MIN_SNAPSHOTS:
+            return ""
+        return (
+            f" of the baseline's (paired at the same fraction of the budget, where this arm has "
+            f"seen {self.arm_scale:g}x the images)"
+        )
+
 
 def stability(deltas: list[SnapshotDelta], budget_kimg: float) -> Stability:
     """Does the last snapshot's direction hold over the last >= 3 snapshots spanning >= 30%?"""
@@ -184,8 +217,11 @@ def stability(deltas: list[SnapshotDelta], budget_kimg: float) -> Stability:
         return Stability(False, None, NAN, (NAN, NAN), 0)
     last = deltas[-1]
     direction = last.ratio.direction
+    # the shortest run of last snapshots that spans the 30%: it starts at the last snapshot at or
+    # before the span's start (the snapshot grid need not land on it: 20 snapshots of 176 kimg)
     start = last.kimg - STABLE_MIN_SPAN * budget_kimg
-    window = [d for d in deltas if d.kimg >= start - 1e-9]
+    before = [i for i, d in enumerate(deltas) if d.kimg <= start + 1e-9]
+    window = deltas[before[-1] if before else 0 :]
     if len(window) < STABLE_MIN_SNAPSHOTS:
         window = deltas[-STABLE_MIN_SNAPSHOTS:]
     differing = [d.kimg for d in deltas if d.ratio.direction != direction]
@@ -346,6 +382,9 @@ def qualify(
     if arm.gate.trained is None:
         return "can't tell", f"no verdict: {arm.gate.reason}"
     speed = speed_word(arm.speed_ratio)
+    scale = arm.stability.arm_scale if arm.stability else 1.0
+    if speed and scale != 1.0:  # kimg to the threshold counts images, not steps
+        speed += f" in images seen (it sees {scale:g}x the baseline's images per step)"
     if end_label in ("better", "worse"):
         stab = arm.stability
         if stab is None or not stab.final or stab.direction != end_label:
@@ -380,6 +419,7 @@ def analyse_trajectories(
     final_precision = final_precision or {}
     by_arm = {a: fid_curves[fid_curves["arm"] == a] for a in arms}
     base_curve = by_arm.get(baseline, fid_curves.iloc[0:0])
+    base_budget = budget_kimg.get(baseline, NAN)
     base_final = log_t_interval([s.iloc[-1] for s in _per_seed(base_curve).values()]).value
     threshold = SPEED_THRESHOLD_X_BASELINE * base_final if math.isfinite(base_final) else NAN
     out = {}
@@ -390,8 +430,9 @@ def analyse_trajectories(
         if arm == baseline:
             deltas, stab, ratio = [], None, None
         else:
-            deltas = paired_ratios(curve, base_curve)
-            stab = stability(deltas, budget)
+            scale = budget_scale(budget, base_budget)
+            deltas = paired_ratios(curve, base_curve, scale)
+            stab = replace(stability(deltas, budget / scale), arm_scale=scale)
             ratio = paired_speed(curve, base_curve, threshold) if math.isfinite(threshold) else None
         out[arm] = ArmTrajectory(arm, g, deltas, stab, speed(curve, threshold), ratio)
     return out

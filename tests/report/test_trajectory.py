@@ -171,3 +171,50 @@ def test_a_verdict_needs_the_second_feature_space_to_point_the_same_way():
     assert tr.spaces_agree("better", b) is False  # the other space says worse: no verdict
     assert tr.spaces_agree("can't tell", b) is None
     assert tr.second_space_ratio(runs, "a", "base", "fid_missing").n == 0
+
+
+def test_an_arm_with_four_times_the_images_is_paired_at_the_same_step():
+    # batch 512 for as many steps as batch 128: at every step its FID is 0.8x the baseline's, but
+    # at equal kimg its first quarter (a quarter of the steps) faces the baseline's whole run
+    def base(k):
+        return 100 * (1 + 20 * math.exp(-k / 40))
+
+    big = _curve("equal_steps", lambda k: 0.8 * base(k), seed_offset=9)
+    big["kimg"] *= 4  # snapshots at the same steps, each 4x the images
+    frame = pd.concat([_curve("base", base), big], ignore_index=True)
+    budgets = {"base": 320.0, "equal_steps": 1280.0}
+
+    by_step = tr.analyse_trajectories(frame, ["base", "equal_steps"], "base", budgets)
+    arm = by_step["equal_steps"]
+    assert [d.kimg for d in arm.deltas] == list(KIMG)  # the baseline's axis
+    assert all(d.ratio.value == pytest.approx(0.8, rel=0.05) for d in arm.deltas)
+    assert arm.stability.final and arm.stability.direction == "better"
+    assert "same fraction of the budget" in arm.stability.sentence
+    assert "4x the images" in arm.stability.sentence
+    label, sentence = tr.qualify("better", arm, by_step["base"])
+    assert label == "better" and "in images seen" in sentence  # speed is counted in kimg
+
+    # the old pairing (equal kimg) sees the arm's early steps against the baseline's late ones
+    by_kimg = tr.paired_ratios(frame[frame["arm"] == "equal_steps"], frame[frame["arm"] == "base"])
+    assert by_kimg[-1].ratio.value > 2
+
+
+def test_equal_budgets_keep_pairing_at_equal_kimg():
+    result = _analyse(_curve("base", converging(100)), _curve("arm", converging(70), seed_offset=3))
+    assert result["arm"].stability.arm_scale == 1.0
+    assert "fraction of the budget" not in result["arm"].stability.sentence
+
+
+def test_a_grid_that_misses_the_window_start_can_still_be_final():
+    # batch_size's baseline: a snapshot every 68 steps of 128 (8.704 kimg) and one at the end,
+    # 176 kimg; none lands on the span's start, 176 - 30% = 123.2 kimg
+    grid = [8.704 * k for k in range(1, 21)] + [176.0]
+    deltas = [tr.SnapshotDelta(k, tr.log_t_interval([0.7, 0.72, 0.69, 0.71, 0.7])) for k in grid]
+    stab = tr.stability(deltas, 176.0)
+    assert stab.final and stab.direction == "better"
+    assert stab.window_kimg == (pytest.approx(8.704 * 14), 176.0)  # the last one before 123.2
+    # a difference unresolved at that first snapshot of the window is not final
+    flat = tr.log_t_interval([0.9, 1.1, 1.0, 0.95, 1.05])
+    deltas[13] = tr.SnapshotDelta(deltas[13].kimg, flat)
+    stab = tr.stability(deltas, 176.0)
+    assert not stab.final and stab.changed_at_kimg == pytest.approx(8.704 * 14)
