@@ -57,6 +57,14 @@ class Candidate:
         return self.converged and not self.flipped
 
 
+def _pair(fid: pd.DataFrame, arm: str, base: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """(arm curve, baseline curve, arm_scale): an arm that ran more images than the baseline
+    (batch 512 at equal steps) is paired at the same step, as in the report (trajectory)."""
+    rows = fid[fid["arm"] == arm]
+    scale = tr.budget_scale(float(rows["kimg"].max()), float(base["kimg"].max()))
+    return rows, base, scale
+
+
 def candidates(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[Candidate]:
     """fid: long form arm, seed, kimg, value (every snapshot of the pilot)."""
     base = fid[fid["arm"] == baseline]
@@ -64,7 +72,7 @@ def candidates(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[Candid
     if bsf.empty:
         return []
     deltas = {
-        a: {d.kimg: d.ratio for d in tr.paired_ratios(fid[fid["arm"] == a], base)}
+        a: {d.kimg: d.ratio for d in tr.paired_ratios(*_pair(fid, a, base))}
         for a in arms
         if a != baseline
     }
@@ -107,8 +115,7 @@ def arms_at_end(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[ArmEn
     for arm in arms:
         if arm == baseline:
             continue
-        rows = fid[fid["arm"] == arm]
-        by_kimg = tr.seed_ratios(rows, base)
+        by_kimg = tr.seed_ratios(*_pair(fid, arm, base))
         if not by_kimg:
             continue
         end = max(by_kimg)

@@ -77,16 +77,20 @@ def test_the_pilots_end_table_counts_where_an_arm_is_below_the_baseline_in_every
     assert end.fid == pytest.approx(last["late"].to_dict())
 
 
-def test_an_arm_trained_past_the_baseline_is_compared_where_both_ran():
-    longer = KIMG * 4  # batch 512 at equal steps: 4x the images, snapshots every 64 kimg
+def test_an_arm_trained_on_four_times_the_images_is_compared_at_the_same_step():
+    # batch 512 at equal steps: 4x the images, a snapshot at every step the baseline has one;
+    # at every step its FID is half the baseline's, while at equal kimg its early steps are worse
     base = _frame("base", _baseline)
     arm = pd.DataFrame(
-        [{"arm": "long", "seed": s, "kimg": k, "value": 0.5 * _baseline(k)} for s in range(2) for k in longer]
+        [{"arm": "long", "seed": s, "kimg": 4 * k, "value": 0.5 * _baseline(k)} for s in range(2) for k in KIMG]
     )  # fmt: skip
-    (end,) = budget.arms_at_end(pd.concat([base, arm]), ["base", "long"], "base")
-    assert end.kimg == 320 and end.snapshots == int((KIMG >= 64).sum())  # none before its first
+    fid = pd.concat([base, arm])
+    (end,) = budget.arms_at_end(fid, ["base", "long"], "base")
+    assert end.kimg == 320 and end.snapshots == len(KIMG)  # on the baseline's axis
     assert end.lower_everywhere == end.snapshots
     assert all(math.isclose(v, 0.5 * _baseline(320), rel_tol=1e-9) for v in end.fid.values())
+    table = budget.candidates(fid, ["base", "long"], "base")
+    assert all(c.resolved == [("long", "better")] and not c.flipped for c in table)
 
 
 def test_pilot_points_are_in_kimg_whatever_the_stored_curve_form():
