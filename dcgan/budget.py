@@ -57,7 +57,9 @@ class Candidate:
         return self.converged and not self.flipped
 
 
-def _pair(fid: pd.DataFrame, arm: str, base: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+def _pair(
+    fid: pd.DataFrame, arm: str, base: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """(arm curve, baseline curve, arm_scale): an arm that ran more images than the baseline
     (batch 512 at equal steps) is paired at the same step, as in the report (trajectory)."""
     rows = fid[fid["arm"] == arm]
