@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,21 +258,51 @@ def fid_points(attrs: dict, extractor: str) -> list[tuple[float, float]]:
     return [(x * per, v) for x, v in attrs.get("fid_curve", []) if x is not None]
 
 
+def missing_runs(spec, profile: str, done: pd.DataFrame) -> list[tuple[str, int]]:
+    """(arm, seed) of the pilot's planned runs that have not finished (execution replicates
+    are not part of a pilot's rule)."""
+    finished = {(str(a), int(s)) for a, s in zip(done["arm"], done["seed"], strict=True)}
+    planned = [(r.arm, r.seed) for r in spec.plan(profile) if r.execution == 0]
+    return [key for key in planned if key not in finished]
+
+
+def _incomplete(spec, profile: str, missing: list, planned: int) -> str:
+    runs = ", ".join(f"{arm} seed {seed}" for arm, seed in missing)
+    return (
+        f"pilot of {spec.name!r} ({profile}) is incomplete: {planned - len(missing)} of {planned} "
+        f"planned runs finished; not finished: {runs}. Finish it with `dcgan ablate {spec.name} "
+        f"--profile {profile}` (it resumes), or pass --partial to write a page marked partial."
+    )
+
+
 def command_choose_budget(argv: list[str] | None = None) -> int:
+    from .cli_args import add_choose_budget_arguments
+    from .locations import Paths, results_dir
+
     parser = argparse.ArgumentParser(
         prog="dcgan choose-budget",
         description="Read a spec's pilot from the store and choose its budget by the declared "
         "rule: " + RULE + ".",
     )
-    parser.add_argument("name", help="an ablation spec whose pilot profile has been run")
-    parser.add_argument("--profile", default="pilot", help="the pilot profile")
-    parser.add_argument("--storage", default=None, help="store URL (default: results/store.db)")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results folder")
-    parser.add_argument("--docs", type=Path, default=Path("docs"), help="where the page goes")
+    add_choose_budget_arguments(parser)
     args = parser.parse_args(argv)
-    from .locations import Paths
 
-    spec, fid, done = pilot_fid(args.name, args.profile, args.storage, Paths(args.results))
+    spec, fid, done = pilot_fid(
+        args.name, args.profile, args.storage, Paths(results_dir(args.results))
+    )
+    missing = missing_runs(spec, args.profile, done)
+    planned = len(done) + len(missing)
+    if missing and not args.partial:
+        print(
+            f"dcgan choose-budget: {_incomplete(spec, args.profile, missing, planned)}",
+            file=sys.stderr,
+        )
+        return 2
+    partial = (
+        f"**Partial pilot**: {_incomplete(spec, args.profile, missing, planned)}\n\n"
+        if missing
+        else ""
+    )
     arms = [a for a in spec.arms if a in set(fid["arm"])]
     cands = candidates(fid, arms, spec.baseline)
     chosen = choose(cands)
@@ -300,7 +331,7 @@ def command_choose_budget(argv: list[str] | None = None) -> int:
     page = (
         f"# Pilot: `{spec.name}`\n\n"
         f"Reproduce: `python -m dcgan ablate {spec.name} --profile {args.profile}` then "
-        f"`python -m dcgan choose-budget {spec.name}`.\n\n"
+        f"`python -m dcgan choose-budget {spec.name}`.\n\n{partial}"
         f"{len(done)} runs ({len(arms)} arms x seeds {sorted(set(done['seed']))}), "
         f"{len(fid)} scored snapshots under `fid_mnist_1k`. Rule: {RULE}.\n\n"
         f"{verdict}{caveat}\n\n{table}\n\n"

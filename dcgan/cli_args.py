@@ -253,9 +253,21 @@ def add_choose_budget_arguments(p: argparse.ArgumentParser) -> None:
     """Mirrors dcgan.budget.command_choose_budget."""
     p.add_argument("name", help="an ablation spec whose pilot profile has been run")
     p.add_argument("--profile", default="pilot", help="the pilot profile")
-    p.add_argument("--storage", default=None, help="store URL (default: results/store.db)")
-    p.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+    p.add_argument(
+        "--storage", default=None, help="store URL (default: $DCGAN_STORAGE, else RESULTS/store.db)"
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="results folder (default: $DCGAN_RESULTS or results)",
+    )
     p.add_argument("--docs", type=Path, default=Path("docs"), help="where the page goes")
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="write the page even if some planned pilot runs have not finished (marked partial)",
+    )
 
 
 def add_tune_arguments(p: argparse.ArgumentParser) -> None:

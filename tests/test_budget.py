@@ -110,3 +110,36 @@ def test_pilot_points_are_in_kimg_whatever_the_stored_curve_form():
     assert fid_points(by_images, "mnist") == expected
     by_steps = {"config": config, "fid_curve": [[250, 90.0], [500, 40.0]]}
     assert fid_points(by_steps, "mnist") == expected
+
+
+def _bn_pilot(finished_seeds: dict[str, list[int]]):
+    from dcgan.specs import load_spec
+
+    spec = load_spec("bn_placement")
+    fid = pd.concat([_frame(arm, _baseline, seeds) for arm, seeds in finished_seeds.items()])
+    done = fid[["arm", "seed"]].drop_duplicates().assign(status="completed")
+    return spec, fid, done
+
+
+def test_an_incomplete_pilot_is_refused_with_the_runs_it_lacks(monkeypatch, tmp_path, capsys):
+    # session 7's bn_placement pilot: 2 runs still held by another process when the page was made
+    seeds = {"dcgan_paper": [0, 1], "d_first_bn": [0, 1], "g_last_bn": [0], "both": [0]}
+    pilot = _bn_pilot(seeds)
+    assert budget.missing_runs(pilot[0], "pilot", pilot[2]) == [("g_last_bn", 1), ("both", 1)]
+    monkeypatch.setattr(budget, "pilot_fid", lambda *a, **k: pilot)
+
+    rc = budget.command_choose_budget(["bn_placement", "--docs", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "6 of 8 planned runs" in err and "g_last_bn seed 1, both seed 1" in err
+    assert "--profile pilot" in err and not (tmp_path / "pilot").exists()
+
+    rc = budget.command_choose_budget(["bn_placement", "--docs", str(tmp_path), "--partial"])
+    page = (tmp_path / "pilot" / "bn_placement.md").read_text()
+    assert rc == 0 and "**Partial pilot**" in page and "g_last_bn seed 1" in page
+
+
+def test_a_complete_pilot_page_is_not_marked_partial(monkeypatch, tmp_path):
+    seeds = {arm: [0, 1] for arm in ("dcgan_paper", "d_first_bn", "g_last_bn", "both")}
+    monkeypatch.setattr(budget, "pilot_fid", lambda *a, **k: _bn_pilot(seeds))
+    assert budget.command_choose_budget(["bn_placement", "--docs", str(tmp_path)]) == 0
+    assert "Partial" not in (tmp_path / "pilot" / "bn_placement.md").read_text()
