@@ -6,7 +6,9 @@ qualifies when
 
   TRAINED    the baseline passes the trained-enough gate of dcgan.report.trajectory at B and
              at every later pilot snapshot: its best-so-far FID (geometric mean over seeds)
-             fell by less than 50% over the last quarter (past the fast early phase);
+             fell by less than 50% over the last quarter (past the fast early phase), and
+             its precision (mean over seeds, where the pilot scored it) is at least 10% of
+             the real-vs-real precision (a baseline that never trains has a flat FID too);
   STABLE     every arm-vs-baseline difference the pilot resolves at B (paired 95% t-interval on
              the log FID ratio excludes 1) has the same sign at the pilot's full budget.
 
@@ -17,6 +19,9 @@ If no B qualifies, the command says so; a profile must then not pretend to be tr
 
 `python -m dcgan choose-budget SPEC` prints the table and writes docs/pilot/SPEC.md and
 docs/img/pilot-SPEC.png (FID against kimg per arm, every seed).
+
+Over 400 lines on purpose: the rule, the pilot it reads and the page it writes stay in one
+module, so the page states exactly the rule the code applied.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -36,7 +42,9 @@ WINDOW = tr.GATE_WINDOW
 RULE = (
     f"the smallest pilot snapshot B at which (1) the baseline's best-so-far FID (geometric mean "
     f"over seeds) fell by less than {CONVERGED_MAX_IMPROVEMENT:.0%} over the last "
-    f"{WINDOW:.0%} of B, and of every later budget, and (2) every arm-vs-baseline difference resolved at B (paired 95% "
+    f"{WINDOW:.0%} of B and its precision (mean over seeds) is at least "
+    f"{tr.GATE_MIN_PRECISION_OF_REAL:.0%} of the real-vs-real precision, at B and every later "
+    f"budget, and (2) every arm-vs-baseline difference resolved at B (paired 95% "
     f"t-interval on the log FID ratio excludes 1) has the same sign at the pilot's full budget"
 )
 
@@ -48,14 +56,25 @@ class Candidate:
     improvement: float  # over the last quarter of this budget
     resolved: list[tuple[str, str]]  # (arm, direction) resolved at this budget
     flipped: list[str]  # arms resolved here whose sign differs at the full budget
+    precision: float = math.nan  # the baseline's, mean over seeds (NaN: not scored)
+    min_precision: float = math.nan  # the gate's floor: 10% of real-vs-real
 
     @property
     def converged(self) -> bool:
         return math.isfinite(self.improvement) and self.improvement < CONVERGED_MAX_IMPROVEMENT
 
     @property
+    def on_manifold(self) -> bool:
+        """The gate's precision half; unknown (not scored) passes, as in the report's gate."""
+        return not (math.isfinite(self.precision) and self.precision < self.min_precision)
+
+    @property
+    def trained(self) -> bool:
+        return self.converged and self.on_manifold
+
+    @property
     def qualifies(self) -> bool:
-        return self.converged and not self.flipped
+        return self.trained and not self.flipped
 
 
 def _pair(
@@ -68,8 +87,22 @@ def _pair(
     return rows, base, scale
 
 
-def candidates(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[Candidate]:
-    """fid: long form arm, seed, kimg, value (every snapshot of the pilot)."""
+def candidates(
+    fid: pd.DataFrame,
+    arms: list[str],
+    baseline: str,
+    precision: pd.DataFrame | None = None,
+    real_precision: float = math.nan,
+) -> list[Candidate]:
+    """fid (and precision): long form arm, seed, kimg, value (every snapshot of the pilot)."""
+    floor = tr.GATE_MIN_PRECISION_OF_REAL * (
+        real_precision if math.isfinite(real_precision) else 1.0
+    )
+    base_precision = (
+        precision[precision["arm"] == baseline].groupby("kimg")["value"].mean()
+        if precision is not None and len(precision)
+        else pd.Series(dtype=float)
+    )
     base = fid[fid["arm"] == baseline]
     bsf = tr.best_so_far_curve(base).dropna()
     if bsf.empty:
@@ -93,7 +126,11 @@ def candidates(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[Candid
             end = full[arm]
             if end is None or (ratio.value < 1) != (end.value < 1):
                 flipped.append(arm)
-        out.append(Candidate(float(kimg), float(bsf[kimg]), improvement, resolved, flipped))
+        at = base_precision[(base_precision.index - kimg).__abs__() < 1e-6]
+        prec = float(at.iloc[0]) if len(at) else math.nan
+        out.append(
+            Candidate(float(kimg), float(bsf[kimg]), improvement, resolved, flipped, prec, floor)
+        )
     return out
 
 
@@ -158,7 +195,7 @@ def choose(cands: list[Candidate]) -> Candidate | None:
     """The smallest qualifying budget after which the baseline never falls back into the fast
     phase (a noisy single snapshot does not choose the budget)."""
     for i, c in enumerate(cands):
-        if c.qualifies and all(later.converged for later in cands[i:]):
+        if c.qualifies and all(later.trained for later in cands[i:]):
             return c
     return None
 
@@ -166,8 +203,8 @@ def choose(cands: list[Candidate]) -> Candidate | None:
 def _table(cands: list[Candidate], chosen: Candidate | None) -> str:
     lines = [
         "| budget (kimg) | baseline best FID | fall over last quarter | past fast phase | "
-        "resolved at B | sign flips by 320 kimg | qualifies |",
-        "|---:|---:|---:|:---:|---|---|:---:|",
+        "baseline precision | resolved at B | sign flips by 320 kimg | qualifies |",
+        "|---:|---:|---:|:---:|---:|---|---|:---:|",
     ]
     for c in cands:
         mark = " **chosen**" if chosen is not None and c.kimg == chosen.kimg else ""
@@ -175,7 +212,10 @@ def _table(cands: list[Candidate], chosen: Candidate | None) -> str:
         lines.append(
             f"| {c.kimg:g}{mark} | {c.baseline_fid:.1f} | "
             + (f"{c.improvement:.1%}" if math.isfinite(c.improvement) else "n/a")
-            + f" | {'yes' if c.converged else 'no'} | {resolved} | "
+            + f" | {'yes' if c.converged else 'no'} | "
+            + (f"{c.precision:.2f}" if math.isfinite(c.precision) else "n/a")
+            + ("" if c.on_manifold else " (below the gate)")
+            + f" | {resolved} | "
             f"{', '.join(c.flipped) or 'none'} | {'yes' if c.qualifies else 'no'} |"
         )
     return "\n".join(lines)
@@ -212,8 +252,16 @@ def _plot(fid: pd.DataFrame, arms: list[str], baseline: str, out: Path) -> None:
     fig.savefig(out, dpi=100)
 
 
-def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> tuple:
-    """(spec, fid long frame arm/seed/kimg/value, run statuses) of a pilot read from the store.
+class Pilot(NamedTuple):
+    spec: object  # AblationSpec
+    fid: pd.DataFrame  # arm, seed, kimg, value: the primary FID at every snapshot
+    done: pd.DataFrame  # arm, seed, status of every finished run
+    precision: pd.DataFrame  # arm, seed, kimg, value (empty where the pilot did not score it)
+    real_precision: float  # real-vs-real precision (the gate's reference)
+
+
+def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> Pilot:
+    """A pilot read from the store: FID and precision at every snapshot, run statuses.
 
     Read from the trials themselves (arm, seed, config and FID curve are on each), not
     re-planned from the spec, so a pilot stays readable when run identities change later."""
@@ -231,7 +279,7 @@ def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> tuple:
     study = optuna.load_study(study_name=study_name(spec, profile, None), storage=storage)
     prof = spec.profile(profile)
     primary = (prof.extractors or (prof.extractor,))[0]
-    rows, statuses = [], []
+    rows, statuses, precision, real = [], [], [], []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         attrs = trial.user_attrs
         statuses.append({"arm": attrs["arm"], "seed": attrs["seed"], "status": attrs.get("status")})
@@ -239,8 +287,20 @@ def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> tuple:
             {"arm": attrs["arm"], "seed": attrs["seed"], "kimg": kimg, "value": value}
             for kimg, value in fid_points(attrs, primary)
         ]
-    fid = pd.DataFrame(rows, columns=["arm", "seed", "kimg", "value"]).dropna()
-    return spec, fid, pd.DataFrame(statuses, columns=["arm", "seed", "status"])
+        precision += [
+            {"arm": attrs["arm"], "seed": attrs["seed"], "kimg": kimg, "value": value}
+            for _, kimg, metric, extractor, value in attrs.get("score_rows") or []
+            if metric == "precision" and extractor == primary and kimg is not None
+        ]
+        real.append((attrs.get("floor") or {}).get(f"precision_{primary}", math.nan))
+    columns = ["arm", "seed", "kimg", "value"]
+    return Pilot(
+        spec,
+        pd.DataFrame(rows, columns=columns).dropna(),
+        pd.DataFrame(statuses, columns=["arm", "seed", "status"]),
+        pd.DataFrame(precision, columns=columns).dropna(),
+        float(pd.Series(real, dtype=float).median()) if real else math.nan,
+    )
 
 
 def fid_points(attrs: dict, extractor: str) -> list[tuple[float, float]]:
@@ -287,9 +347,8 @@ def command_choose_budget(argv: list[str] | None = None) -> int:
     add_choose_budget_arguments(parser)
     args = parser.parse_args(argv)
 
-    spec, fid, done = pilot_fid(
-        args.name, args.profile, args.storage, Paths(results_dir(args.results))
-    )
+    pilot = pilot_fid(args.name, args.profile, args.storage, Paths(results_dir(args.results)))
+    spec, fid, done = pilot.spec, pilot.fid, pilot.done
     missing = missing_runs(spec, args.profile, done)
     planned = len(done) + len(missing)
     if missing and not args.partial:
@@ -304,7 +363,7 @@ def command_choose_budget(argv: list[str] | None = None) -> int:
         else ""
     )
     arms = [a for a in spec.arms if a in set(fid["arm"])]
-    cands = candidates(fid, arms, spec.baseline)
+    cands = candidates(fid, arms, spec.baseline, pilot.precision, pilot.real_precision)
     chosen = choose(cands)
     table = _table(cands, chosen)
     decays = sorted(

@@ -118,14 +118,15 @@ def _bn_pilot(finished_seeds: dict[str, list[int]]):
     spec = load_spec("bn_placement")
     fid = pd.concat([_frame(arm, _baseline, seeds) for arm, seeds in finished_seeds.items()])
     done = fid[["arm", "seed"]].drop_duplicates().assign(status="completed")
-    return spec, fid, done
+    empty = pd.DataFrame(columns=["arm", "seed", "kimg", "value"])
+    return budget.Pilot(spec, fid, done, empty, math.nan)
 
 
 def test_an_incomplete_pilot_is_refused_with_the_runs_it_lacks(monkeypatch, tmp_path, capsys):
     # session 7's bn_placement pilot: 2 runs still held by another process when the page was made
     seeds = {"dcgan_paper": [0, 1], "d_first_bn": [0, 1], "g_last_bn": [0], "both": [0]}
     pilot = _bn_pilot(seeds)
-    assert budget.missing_runs(pilot[0], "pilot", pilot[2]) == [("g_last_bn", 1), ("both", 1)]
+    assert budget.missing_runs(pilot.spec, "pilot", pilot.done) == [("g_last_bn", 1), ("both", 1)]
     monkeypatch.setattr(budget, "pilot_fid", lambda *a, **k: pilot)
 
     rc = budget.command_choose_budget(["bn_placement", "--docs", str(tmp_path)])
@@ -143,3 +144,23 @@ def test_a_complete_pilot_page_is_not_marked_partial(monkeypatch, tmp_path):
     monkeypatch.setattr(budget, "pilot_fid", lambda *a, **k: _bn_pilot(seeds))
     assert budget.command_choose_budget(["bn_placement", "--docs", str(tmp_path)]) == 0
     assert "Partial" not in (tmp_path / "pilot" / "bn_placement.md").read_text()
+
+
+def test_a_baseline_that_never_reaches_the_data_qualifies_no_budget():
+    # the recipes pilot at quarter widths: FID flat at ~600 (so "past the fast phase" by the fall
+    # alone) with precision 0 -- D wins outright; the rule's precision half must refuse it
+    def flat(k):
+        return 600.0
+
+    fid = pd.concat([_frame("base", flat), _frame("b", flat)])
+    assert budget.choose(budget.candidates(fid, ["base", "b"], "base")) is not None  # fall alone
+    zero = fid.assign(value=0.0)
+    cands = budget.candidates(fid, ["base", "b"], "base", zero, real_precision=0.93)
+    assert budget.choose(cands) is None
+    assert all(not c.on_manifold and "below the gate" in budget._table(cands, None) for c in cands)
+    # a trained baseline's precision (0.6 of real 0.93) passes, and the budget is as before
+    trained = pd.concat([_frame("base", _baseline), _frame("b", _baseline)])
+    fine = trained.assign(value=0.6)
+    before = budget.choose(budget.candidates(trained, ["base", "b"], "base"))
+    after = budget.choose(budget.candidates(trained, ["base", "b"], "base", fine, 0.93))
+    assert before is not None and after is not None and after.kimg == before.kimg
