@@ -78,12 +78,19 @@ class Candidate:
 
 
 def _pair(
-    fid: pd.DataFrame, arm: str, base: pd.DataFrame
+    fid: pd.DataFrame, arm: str, base: pd.DataFrame, budgets: dict[str, float] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, float]:
-    """(arm curve, baseline curve, arm_scale): an arm that ran more images than the baseline
-    (batch 512 at equal steps) is paired at the same step, as in the report (trajectory)."""
+    """(arm curve, baseline curve, arm_scale): an arm planned for more images than the
+    baseline (batch 512 at equal steps) is paired at the same step, as in the report
+    (trajectory). budgets: each arm's planned kimg (a diverged run stops early, so the curves'
+    last snapshots are a fallback only)."""
     rows = fid[fid["arm"] == arm]
-    scale = tr.budget_scale(float(rows["kimg"].max()), float(base["kimg"].max()))
+    planned = budgets or {}
+    base_arm = str(base["arm"].iloc[0]) if len(base) else ""
+    scale = tr.budget_scale(
+        planned.get(arm, float(rows["kimg"].max())),
+        planned.get(base_arm, float(base["kimg"].max())),
+    )
     return rows, base, scale
 
 
@@ -93,6 +100,7 @@ def candidates(
     baseline: str,
     precision: pd.DataFrame | None = None,
     real_precision: float = math.nan,
+    budgets: dict[str, float] | None = None,
 ) -> list[Candidate]:
     """fid (and precision): long form arm, seed, kimg, value (every snapshot of the pilot)."""
     floor = tr.GATE_MIN_PRECISION_OF_REAL * (
@@ -108,7 +116,7 @@ def candidates(
     if bsf.empty:
         return []
     deltas = {
-        a: {d.kimg: d.ratio for d in tr.paired_ratios(*_pair(fid, a, base))}
+        a: {d.kimg: d.ratio for d in tr.paired_ratios(*_pair(fid, a, base, budgets))}
         for a in arms
         if a != baseline
     }
@@ -126,7 +134,7 @@ def candidates(
             end = full[arm]
             if end is None or (ratio.value < 1) != (end.value < 1):
                 flipped.append(arm)
-        at = base_precision[(base_precision.index - kimg).__abs__() < 1e-6]
+        at = base_precision[abs(base_precision.index - kimg) < 1e-6]
         prec = float(at.iloc[0]) if len(at) else math.nan
         out.append(
             Candidate(float(kimg), float(bsf[kimg]), improvement, resolved, flipped, prec, floor)
@@ -148,14 +156,16 @@ class ArmEnd:
     snapshots: int
 
 
-def arms_at_end(fid: pd.DataFrame, arms: list[str], baseline: str) -> list[ArmEnd]:
+def arms_at_end(
+    fid: pd.DataFrame, arms: list[str], baseline: str, budgets: dict[str, float] | None = None
+) -> list[ArmEnd]:
     """What a reader asks of a pilot beside its budget: does each arm's sign hold throughout?"""
     base = fid[fid["arm"] == baseline]
     out = []
     for arm in arms:
         if arm == baseline:
             continue
-        by_kimg = tr.seed_ratios(*_pair(fid, arm, base))
+        by_kimg = tr.seed_ratios(*_pair(fid, arm, base, budgets))
         if not by_kimg:
             continue
         end = max(by_kimg)
@@ -258,6 +268,7 @@ class Pilot(NamedTuple):
     done: pd.DataFrame  # arm, seed, status of every finished run
     precision: pd.DataFrame  # arm, seed, kimg, value (empty where the pilot did not score it)
     real_precision: float  # real-vs-real precision (the gate's reference)
+    budgets: dict[str, float]  # each arm's planned kimg
 
 
 def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> Pilot:
@@ -279,7 +290,7 @@ def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> Pilot:
     study = optuna.load_study(study_name=study_name(spec, profile, None), storage=storage)
     prof = spec.profile(profile)
     primary = (prof.extractors or (prof.extractor,))[0]
-    rows, statuses, precision, real = [], [], [], []
+    rows, statuses, precision, real, budgets = [], [], [], [], {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         attrs = trial.user_attrs
         statuses.append({"arm": attrs["arm"], "seed": attrs["seed"], "status": attrs.get("status")})
@@ -293,6 +304,12 @@ def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> Pilot:
             if metric == "precision" and extractor == primary and kimg is not None
         ]
         real.append((attrs.get("floor") or {}).get(f"precision_{primary}", math.nan))
+        cfg = attrs.get("config") or {}
+        if cfg.get("batch_size") and (cfg.get("steps") or cfg.get("kimg")):
+            # planned images: `steps` (batch 512 at equal steps) overrides `kimg`, as in RunConfig
+            steps = cfg.get("steps") or math.ceil(cfg["kimg"] * 1000 / cfg["batch_size"])
+            kimg = steps * cfg["batch_size"] / 1000
+            budgets[attrs["arm"]] = max(budgets.get(attrs["arm"], 0.0), kimg)
     columns = ["arm", "seed", "kimg", "value"]
     return Pilot(
         spec,
@@ -300,6 +317,7 @@ def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> Pilot:
         pd.DataFrame(statuses, columns=["arm", "seed", "status"]),
         pd.DataFrame(precision, columns=columns).dropna(),
         float(pd.Series(real, dtype=float).median()) if real else math.nan,
+        budgets,
     )
 
 
@@ -363,7 +381,9 @@ def command_choose_budget(argv: list[str] | None = None) -> int:
         else ""
     )
     arms = [a for a in spec.arms if a in set(fid["arm"])]
-    cands = candidates(fid, arms, spec.baseline, pilot.precision, pilot.real_precision)
+    cands = candidates(
+        fid, arms, spec.baseline, pilot.precision, pilot.real_precision, pilot.budgets
+    )
     chosen = choose(cands)
     table = _table(cands, chosen)
     decays = sorted(
@@ -385,7 +405,7 @@ def command_choose_budget(argv: list[str] | None = None) -> int:
         else "**No budget up to the pilot's qualifies**: a profile at any of these budgets is "
         "not trained enough by this rule, and its report must say so."
     )
-    ends = arms_at_end(fid, arms, spec.baseline)
+    ends = arms_at_end(fid, arms, spec.baseline, pilot.budgets)
     ends_kimg = ", ".join(sorted({f"{e.kimg:g} kimg" for e in ends})) or "no arm paired"
     page = (
         f"# Pilot: `{spec.name}`\n\n"

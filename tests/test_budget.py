@@ -119,7 +119,7 @@ def _bn_pilot(finished_seeds: dict[str, list[int]]):
     fid = pd.concat([_frame(arm, _baseline, seeds) for arm, seeds in finished_seeds.items()])
     done = fid[["arm", "seed"]].drop_duplicates().assign(status="completed")
     empty = pd.DataFrame(columns=["arm", "seed", "kimg", "value"])
-    return budget.Pilot(spec, fid, done, empty, math.nan)
+    return budget.Pilot(spec, fid, done, empty, math.nan, {})
 
 
 def test_an_incomplete_pilot_is_refused_with_the_runs_it_lacks(monkeypatch, tmp_path, capsys):
@@ -164,3 +164,13 @@ def test_a_baseline_that_never_reaches_the_data_qualifies_no_budget():
     before = budget.choose(budget.candidates(trained, ["base", "b"], "base"))
     after = budget.choose(budget.candidates(trained, ["base", "b"], "base", fine, 0.93))
     assert before is not None and after is not None and after.kimg == before.kimg
+
+
+def test_a_diverged_arm_is_paired_by_its_planned_budget_not_where_it_stopped():
+    # an arm planned for the baseline's 320 kimg that diverged at 160: same kimg, not "same step"
+    base = _frame("base", _baseline)
+    stopped = _frame("stopped", lambda k: 2 * _baseline(k))
+    stopped = stopped[stopped["kimg"] <= 160]
+    fid = pd.concat([base, stopped])
+    (end,) = budget.arms_at_end(fid, ["base", "stopped"], "base", {"base": 320.0, "stopped": 320.0})
+    assert end.kimg == 160 and end.ratio.value == pytest.approx(2.0, rel=0.05)
