@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from .config import planned_steps
 from .report import trajectory as tr
 
 CONVERGED_MAX_IMPROVEMENT = tr.GATE_MAX_IMPROVEMENT
@@ -77,21 +78,18 @@ class Candidate:
         return self.trained and not self.flipped
 
 
-def _pair(
-    fid: pd.DataFrame, arm: str, base: pd.DataFrame, budgets: dict[str, float] | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame, float]:
-    """(arm curve, baseline curve, arm_scale): an arm planned for more images than the
-    baseline (batch 512 at equal steps) is paired at the same step, as in the report
-    (trajectory). budgets: each arm's planned kimg (a diverged run stops early, so the curves'
-    last snapshots are a fallback only)."""
-    rows = fid[fid["arm"] == arm]
+def _scale(
+    fid: pd.DataFrame, arm: str, baseline: str, budgets: dict[str, float] | None = None
+) -> float:
+    """The arm's budget over the baseline's: an arm planned for more images (batch 512 at equal
+    steps) is paired at the same step, as in the report (trajectory). budgets: each arm's
+    planned kimg (a diverged run stops early, so the curves' last snapshots are a fallback)."""
     planned = budgets or {}
-    base_arm = str(base["arm"].iloc[0]) if len(base) else ""
-    scale = tr.budget_scale(
-        planned.get(arm, float(rows["kimg"].max())),
-        planned.get(base_arm, float(base["kimg"].max())),
-    )
-    return rows, base, scale
+
+    def budget(name: str) -> float:
+        return planned.get(name, float(fid[fid["arm"] == name]["kimg"].max()))
+
+    return tr.budget_scale(budget(arm), budget(baseline))
 
 
 def candidates(
@@ -103,9 +101,7 @@ def candidates(
     budgets: dict[str, float] | None = None,
 ) -> list[Candidate]:
     """fid (and precision): long form arm, seed, kimg, value (every snapshot of the pilot)."""
-    floor = tr.GATE_MIN_PRECISION_OF_REAL * (
-        real_precision if math.isfinite(real_precision) else 1.0
-    )
+    floor = tr.precision_floor(real_precision)
     base_precision = (
         precision[precision["arm"] == baseline].groupby("kimg")["value"].mean()
         if precision is not None and len(precision)
@@ -116,7 +112,10 @@ def candidates(
     if bsf.empty:
         return []
     deltas = {
-        a: {d.kimg: d.ratio for d in tr.paired_ratios(*_pair(fid, a, base, budgets))}
+        a: {
+            d.kimg: d.ratio
+            for d in tr.paired_ratios(fid[fid["arm"] == a], base, _scale(fid, a, baseline, budgets))
+        }
         for a in arms
         if a != baseline
     }
@@ -165,7 +164,7 @@ def arms_at_end(
     for arm in arms:
         if arm == baseline:
             continue
-        by_kimg = tr.seed_ratios(*_pair(fid, arm, base, budgets))
+        by_kimg = tr.seed_ratios(fid[fid["arm"] == arm], base, _scale(fid, arm, baseline, budgets))
         if not by_kimg:
             continue
         end = max(by_kimg)
@@ -305,9 +304,8 @@ def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> Pilot:
         ]
         real.append((attrs.get("floor") or {}).get(f"precision_{primary}", math.nan))
         cfg = attrs.get("config") or {}
-        if cfg.get("batch_size") and (cfg.get("steps") or cfg.get("kimg")):
-            # planned images: `steps` (batch 512 at equal steps) overrides `kimg`, as in RunConfig
-            steps = cfg.get("steps") or math.ceil(cfg["kimg"] * 1000 / cfg["batch_size"])
+        if cfg.get("batch_size") and cfg.get("kimg"):
+            steps = planned_steps(cfg.get("steps"), cfg["kimg"], cfg["batch_size"])
             kimg = steps * cfg["batch_size"] / 1000
             budgets[attrs["arm"]] = max(budgets.get(attrs["arm"], 0.0), kimg)
     columns = ["arm", "seed", "kimg", "value"]

@@ -250,7 +250,7 @@ def add_build_extractor_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_choose_budget_arguments(p: argparse.ArgumentParser) -> None:
-    """Mirrors dcgan.budget.command_choose_budget."""
+    """The one table for `dcgan choose-budget`: the CLI's help and dcgan.budget's parser."""
     p.add_argument("name", help="an ablation spec whose pilot profile has been run")
     p.add_argument("--profile", default="pilot", help="the pilot profile")
     p.add_argument(

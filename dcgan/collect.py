@@ -57,7 +57,7 @@ def collect_results(
             arm=run.arm, seed=run.seed, is_baseline=run.arm == spec.baseline, status=store.live_status(trials),
             config_hash=run.config.hash(), total_steps=run.config.total_steps,
             dtype="bf16" if run.config.amp == "bf16" else "fp32", batch_size=run.config.batch_size,
-            total_kimg=run.config.total_steps * run.config.batch_size / 1000,
+            total_kimg=run.config.total_kimg,
         )  # fmt: skip
         if done:
             trial = done[0]
@@ -154,7 +154,7 @@ def _budget(planned) -> str:
     for run in planned:
         by_arm.setdefault(run.arm, run.config)
     parts = {
-        f"{c.total_steps} steps x batch {c.batch_size} ({c.total_steps * c.batch_size / 1000:g} kimg)"
+        f"{c.total_steps} steps x batch {c.batch_size} ({c.total_kimg:g} kimg)"
         for c in by_arm.values()
     }
     return "; ".join(sorted(parts))

@@ -139,9 +139,11 @@ class RunConfig:
     # ---- derived --------------------------------------------------------------------------
     @property
     def total_steps(self) -> int:
-        if self.steps is not None:
-            return self.steps
-        return max(1, math.ceil(self.kimg * 1000 / self.batch_size))
+        return planned_steps(self.steps, self.kimg, self.batch_size)
+
+    @property
+    def total_kimg(self) -> float:
+        return self.total_steps * self.batch_size / 1000
 
     @property
     def d_sigmoid_head(self) -> bool:
@@ -256,3 +258,11 @@ def parse_overrides(pairs: list[str], where: str = "--set") -> dict[str, Any]:
         key, value = pair.split("=", 1)
         out[key.strip()] = value.strip()
     return out
+
+
+def planned_steps(steps: int | None, kimg: float, batch_size: int) -> int:
+    """A run's length: `steps` when set (batch 512 at equal steps), else `kimg` in whole steps.
+    Also read from stored config dicts (dcgan.budget), which may predate today's fields."""
+    if steps is not None:
+        return steps
+    return max(1, math.ceil(kimg * 1000 / batch_size))

@@ -261,6 +261,11 @@ def best_so_far_curve(curve: pd.DataFrame) -> pd.Series:
     return pd.Series(values, index=grid)
 
 
+def precision_floor(real_precision: float) -> float:
+    """The gate's lowest precision for a trained arm: 10% of real-vs-real (of 1 if unknown)."""
+    return GATE_MIN_PRECISION_OF_REAL * (real_precision if math.isfinite(real_precision) else 1.0)
+
+
 def gate(
     curve: pd.DataFrame,
     budget_kimg: float,
@@ -283,8 +288,7 @@ def gate(
             final_precision,
             f"best FID still fell {improvement:.0%} over the last {GATE_WINDOW:.0%} of the budget",
         )
-    floor = GATE_MIN_PRECISION_OF_REAL * (real_precision if math.isfinite(real_precision) else 1.0)
-    if math.isfinite(final_precision) and final_precision < floor:
+    if math.isfinite(final_precision) and final_precision < precision_floor(real_precision):
         return Gate(
             False,
             improvement,
