@@ -35,7 +35,7 @@ type and curve handling.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -211,10 +211,10 @@ class Stability:
         )
 
 
-def stability(deltas: list[SnapshotDelta], budget_kimg: float) -> Stability:
+def stability(deltas: list[SnapshotDelta], budget_kimg: float, arm_scale: float = 1.0) -> Stability:
     """Does the last snapshot's direction hold over the last >= 3 snapshots spanning >= 30%?"""
     if not deltas:
-        return Stability(False, None, NAN, (NAN, NAN), 0)
+        return Stability(False, None, NAN, (NAN, NAN), 0, arm_scale)
     last = deltas[-1]
     direction = last.ratio.direction
     # the shortest run of last snapshots that spans the 30%: it starts at the last snapshot at or
@@ -232,7 +232,8 @@ def stability(deltas: list[SnapshotDelta], budget_kimg: float) -> Stability:
         and span_ok
         and all(d.ratio.direction == direction for d in window)
     )
-    return Stability(final, direction, changed_at, (window[0].kimg, last.kimg), len(deltas))
+    window_kimg = (window[0].kimg, last.kimg)
+    return Stability(final, direction, changed_at, window_kimg, len(deltas), arm_scale)
 
 
 # ---- trained-enough gate ----------------------------------------------------------------
@@ -436,7 +437,7 @@ def analyse_trajectories(
         else:
             scale = budget_scale(budget, base_budget)
             deltas = paired_ratios(curve, base_curve, scale)
-            stab = replace(stability(deltas, budget / scale), arm_scale=scale)
+            stab = stability(deltas, budget / scale, scale)
             ratio = paired_speed(curve, base_curve, threshold) if math.isfinite(threshold) else None
         out[arm] = ArmTrajectory(arm, g, deltas, stab, speed(curve, threshold), ratio)
     return out
