@@ -26,7 +26,8 @@ CHOICES: dict[str, tuple] = {
     "d_activation": ("leaky_relu", "selu"),
     "g_upsample": ("conv_transpose", "upsample_conv"),
     # standard: the DCGAN discriminator of 003/000/002/004. unpadded_001: document 001's
-    # five unpadded convolutions with biases (64 -> 31 -> 14 -> 11 -> 4 -> 1), 64x64 only.
+    # five unpadded convolutions with biases (64 -> 31 -> 14 -> 11 -> 4 -> 1); at 32x32 four
+    # (32 -> 15 -> 6 -> 3 -> 1, the fourth block dropped: dcgan/models.py).
     "d_layout": ("standard", "unpadded_001"),
     # bce: Sigmoid head + BCELoss (003). bce_logits: logits head + BCEWithLogitsLoss (001).
     # hinge and wasserstein slot in here later; they need a logits head too.
@@ -193,10 +194,10 @@ class RunConfig:
             raise ConfigError(f"steps={self.steps!r} must be a positive integer (or unset)")
         if not (math.isfinite(self.diverge_g_loss) and self.diverge_g_loss > 0):
             raise ConfigError(f"diverge_g_loss={self.diverge_g_loss!r} must be positive")
-        if self.d_layout == "unpadded_001" and self.image_size != 64:
+        if self.d_layout == "unpadded_001" and self.image_size not in (32, 64):
             raise ConfigError(
-                f"d_layout='unpadded_001' is document 001's 64x64 discriminator; "
-                f"image_size={self.image_size} needs d_layout='standard'"
+                f"d_layout='unpadded_001' is document 001's 64x64 discriminator (with a 32x32 "
+                f"variant); image_size={self.image_size} needs d_layout='standard'"
             )
         if self.data == "stacked_mnist" and self.channels != 3:
             raise ConfigError("data='stacked_mnist' is RGB: set channels=3")

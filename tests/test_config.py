@@ -57,7 +57,7 @@ def test_unknown_key_suggests_the_right_one():
         {"data": "folder:"},
         {"batch_size": 12.5},
         {"g_last_bn": "maybe"},
-        {"d_layout": "unpadded_001", "image_size": 32},
+        {"d_layout": "unpadded_001", "image_size": 128},
         {"amp": "bf16", "loss": "bce"},
         {"data": "stacked_mnist", "channels": 1},
     ],

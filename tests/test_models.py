@@ -46,6 +46,21 @@ def test_sizes_channels_and_upsampling(size, upsample):
         assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in list(g.main)[3:])
 
 
+def test_unpadded_001_at_32px_keeps_its_unpadded_stride_one_layout():
+    """The recipes' cpu scale: 001's D minus its fourth block, every map as its docstring says."""
+    cfg = build_config("celeba_logits", {"image_size": 32, "channels": 1, "d_width": 8})
+    _, d = build_models(cfg)
+    x = torch.randn(2, 1, 32, 32)
+    sizes = []
+    for layer in d.main:
+        x = layer(x)
+        if isinstance(layer, torch.nn.Conv2d):
+            sizes.append(x.shape[-1])
+            assert layer.padding == (0, 0) and layer.bias is not None
+    assert sizes == [15, 6, 3, 1]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules()) == 3
+
+
 def test_same_shapes_share_initial_weights_across_arms():
     """Common random numbers: arms that differ only in activation start identical."""
     g1, d1 = build_models(RunConfig(g_activation="relu", seed=3))

@@ -102,9 +102,9 @@ BAD_SPECS = [
         ["claims[0].kind", "better"],
     ),
     (
-        "unpadded D at 32px",
-        HEAD + '[arms.a]\nd_layout = "unpadded_001"\n',
-        ["unpadded_001", "image_size=32"],
+        "unpadded D at 128px",
+        HEAD + '[arms.a]\nd_layout = "unpadded_001"\nimage_size = 128\n',
+        ["unpadded_001", "image_size=128"],
     ),
     (
         "stacked MNIST in gray",
