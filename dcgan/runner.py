@@ -91,9 +91,10 @@ def run_ablation(
     study.set_user_attr("ablation", spec.name)
     study.set_user_attr("question", spec.question)
     study.set_user_attr("profile", profile)
-    added = store.enqueue_missing(
-        study, storage, [((r.arm, r.seed, r.config.hash()), r.config.to_dict()) for r in planned]
-    )
+    keyed = [((r.arm, r.seed, r.config.hash()), r.config.to_dict()) for r in planned]
+    if superseded := store.supersede_waiting(study, storage, [key for key, _ in keyed]):
+        log(f"{superseded} queued run(s) superseded: the spec now plans their arm x seed otherwise")
+    added = store.enqueue_missing(study, storage, keyed)
     log(
         f"{spec.name} [{profile}]: {len(planned)} runs planned, {added} newly queued, store {store.redact(url)}"
     )

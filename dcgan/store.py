@@ -515,6 +515,34 @@ def enqueue_missing(
     return added
 
 
+def supersede_waiting(study: optuna.Study, storage: RDBStorage, planned: list[RunKey]) -> int:
+    """Fail each WAITING run that the plan replaces: its arm x seed is now planned with another
+    config (the spec or profile changed since it was queued), or its arm is no longer in the
+    spec. Left queued, a worker would train it for nothing (session 9: 21 runs of the old 64x64
+    `recipes` profile were picked up before the new plan's). Seeds outside the plan stay
+    queued: `--seeds` and sequential seeds extend a plan without replacing it."""
+    wanted = {(arm, seed): config_hash for arm, seed, config_hash in planned}
+    arms = {arm for arm, _, _ in planned}
+    superseded = 0
+    for t in waiting(study):
+        if (key := run_key(t)) is None:
+            continue
+        arm, seed, config_hash = key
+        if arm in arms and wanted.get((arm, seed), config_hash) == config_hash:
+            continue
+        reason = (
+            "its arm is no longer in the spec"
+            if arm not in arms
+            else (f"arm {arm!r} seed {seed} is now planned as config {wanted[(arm, seed)]}")
+        )
+        try:
+            storage.set_trial_user_attr(t._trial_id, "superseded", reason)
+            superseded += bool(storage.set_trial_state_values(t._trial_id, TrialState.FAIL))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # finished meanwhile: nothing left to supersede
+    return superseded
+
+
 def waiting(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
 
