@@ -81,6 +81,11 @@ def serve(
     trial, then `after_each()` when given (the tuner's "best so far" line)."""
     ran = 0
     while True:
+        if orphaned():
+            log(
+                f"[w{worker}] the process that started this worker is gone: stopping, the queue keeps the rest"
+            )
+            return ran
         store.reap_dead_workers(study, storage)  # a dead worker's trial goes back to the queue
         trial = store.claim_next(study, storage, may_take)
         if trial is None:
@@ -106,6 +111,14 @@ def serve(
 
 
 # ---- processes and threads -------------------------------------------------------------------
+def orphaned() -> bool:
+    """A spawned worker whose `dcgan ablate` / `tune` was killed (SIGTERM to it alone) would go
+    on claiming runs nobody waits for, beside the workers of the next launch (session 9: two such
+    workers trained for 20 min). It finishes the run it holds, then stops."""
+    parent = multiprocessing.parent_process()
+    return parent is not None and not parent.is_alive()
+
+
 def spawn_workers(target, jobs: list, name: str, log=print) -> None:
     """One process per job (spawned: no inherited torch/OpenMP state), joined before return.
 

@@ -51,6 +51,27 @@ def test_serve_runs_every_waiting_trial_once_and_tells_each_outcome(tmp_path):
     assert all("owner" in t.user_attrs for t in study.get_trials())  # claimed, not asked
 
 
+def test_a_worker_whose_parent_died_finishes_its_run_and_claims_no_more(tmp_path, monkeypatch):
+    study, storage = _study(tmp_path, 3)
+    parent = {"alive": True}
+
+    class Parent:
+        def is_alive(self):
+            return parent["alive"]
+
+    monkeypatch.setattr("multiprocessing.parent_process", lambda: Parent())
+
+    def execute(trial):
+        parent["alive"] = False  # `dcgan ablate` killed while this run trains
+        return Outcome(TrialState.COMPLETE, 1.0, "done")
+
+    lines = []
+    assert serve(study, storage, execute, retry=Retry.NEVER, log=lines.append) == 1
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.WAITING, TrialState.WAITING]
+    assert "gone" in lines[-1]
+
+
 @pytest.mark.parametrize("retry", list(Retry))
 def test_a_failure_is_recorded_with_its_policy_and_the_worker_goes_on(tmp_path, retry):
     study, storage = _study(tmp_path, 2)
