@@ -181,3 +181,19 @@ def test_an_arm_the_gate_stops_reads_undertrained_in_the_difference_table_too(tm
     assert '<span class="badge undertrained">undertrained</span>' in fid_row
     assert "the test alone: better" in fid_row
     assert '<span class="badge better">' not in table
+
+
+def test_a_speed_ratio_with_seeds_that_never_reached_the_threshold_reads_as_a_lower_bound(tmp_path):
+    """Such a seed is counted at the budget's end, so the ratio is only a bound: printed as a
+    measurement with an interval it would look like a measured slowness (recipes, session 9)."""
+    results = build_results(tmp_path, {"baseline": {}, "never": {"lr_g": 1e-4}})
+    curves = results.curves
+    curves.loc[(curves["arm"] == "never") & (curves["metric"] == "fid"), "value"] *= 50
+    html = render_report(results, tmp_path / "out").read_text()
+    table = html[html.index("Verdicts against the budget") :]
+    row = table[table.index('<td class="arm">never') :]
+    row = row[: row.index("</tr>")]
+    assert "0 of 3 seeds reached it" in row
+    assert "&ge; " in row and "lower bound: 3 of 3 seeds never reached it" in row
+    base = table[table.index('<td class="arm">baseline') :]
+    assert "lower bound" not in base[: base.index("</tr>")]
