@@ -521,19 +521,21 @@ def supersede_waiting(study: optuna.Study, storage: RDBStorage, planned: list[Ru
     spec. Left queued, a worker would train it for nothing (session 9: 21 runs of the old 64x64
     `recipes` profile were picked up before the new plan's). Seeds outside the plan stay
     queued: `--seeds` and sequential seeds extend a plan without replacing it."""
-    wanted = {(arm, seed): config_hash for arm, seed, config_hash in planned}
+    wanted: dict[tuple[str, int], set[str]] = defaultdict(set)  # a replicate shares arm x seed
+    for arm, seed, config_hash in planned:
+        wanted[(arm, seed)].add(config_hash)
     arms = {arm for arm, _, _ in planned}
     superseded = 0
     for t in waiting(study):
         if (key := run_key(t)) is None:
             continue
         arm, seed, config_hash = key
-        if arm in arms and wanted.get((arm, seed), config_hash) == config_hash:
+        if arm in arms and config_hash in wanted.get((arm, seed), {config_hash}):
             continue
         reason = (
             "its arm is no longer in the spec"
             if arm not in arms
-            else (f"arm {arm!r} seed {seed} is now planned as config {wanted[(arm, seed)]}")
+            else f"arm {arm!r} seed {seed} is now planned as config {', '.join(sorted(wanted[(arm, seed)]))}"
         )
         try:
             storage.set_trial_user_attr(t._trial_id, "superseded", reason)

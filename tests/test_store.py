@@ -66,16 +66,27 @@ def test_a_replanned_arm_supersedes_its_queued_run_and_only_that(tmp_path):
     spec dropped are not trained; seeds beyond the plan (`--seeds` extends) stay queued."""
     storage = store.open_storage(f"sqlite:///{tmp_path / 'store.db'}")
     study = optuna.create_study(study_name="s", storage=storage)
-    old = [("a", 0, "old"), ("a", 1, "same"), ("gone", 0, "g"), ("a", 7, "extra")]
+    old = [
+        ("a", 0, "old"),
+        ("a", 1, "same"),
+        ("a", 1, "replicate"),
+        ("gone", 0, "g"),
+        ("a", 7, "extra"),
+    ]
     store.enqueue_missing(study, storage, [(key, {}) for key in old])
-    plan = [("a", 0, "new"), ("a", 1, "same")]
+    plan = [("a", 0, "new"), ("a", 1, "same"), ("a", 1, "replicate")]  # replicate: same arm x seed
     assert store.supersede_waiting(study, storage, plan) == 2
     store.enqueue_missing(study, storage, [(key, {}) for key in plan])
     claimed = []
     while (trial := store.claim_next(study, storage)) is not None:
         claimed.append(store.run_key(study.trials[trial.number]))
         study.tell(trial, 0.0)
-    assert sorted(claimed) == [("a", 0, "new"), ("a", 1, "same"), ("a", 7, "extra")]
+    assert sorted(claimed) == [
+        ("a", 0, "new"),
+        ("a", 1, "replicate"),
+        ("a", 1, "same"),
+        ("a", 7, "extra"),
+    ]
     reasons = {
         store.run_key(t): t.user_attrs["superseded"]
         for t in study.trials
