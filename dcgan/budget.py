@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from .config import planned_steps
+from .config import planned_kimg
 from .report import trajectory as tr
 
 CONVERGED_MAX_IMPROVEMENT = tr.GATE_MAX_IMPROVEMENT
@@ -305,8 +305,7 @@ def pilot_fid(name: str, profile: str, storage_url: str | None, paths) -> Pilot:
         real.append((attrs.get("floor") or {}).get(f"precision_{primary}", math.nan))
         cfg = attrs.get("config") or {}
         if cfg.get("batch_size") and cfg.get("kimg"):
-            steps = planned_steps(cfg.get("steps"), cfg["kimg"], cfg["batch_size"])
-            kimg = steps * cfg["batch_size"] / 1000
+            kimg = planned_kimg(cfg.get("steps"), cfg["kimg"], cfg["batch_size"])
             budgets[attrs["arm"]] = max(budgets.get(attrs["arm"], 0.0), kimg)
     columns = ["arm", "seed", "kimg", "value"]
     return Pilot(

@@ -144,7 +144,7 @@ class RunConfig:
 
     @property
     def total_kimg(self) -> float:
-        return self.total_steps * self.batch_size / 1000
+        return planned_kimg(self.steps, self.kimg, self.batch_size)
 
     @property
     def d_sigmoid_head(self) -> bool:
@@ -267,3 +267,8 @@ def planned_steps(steps: int | None, kimg: float, batch_size: int) -> int:
     if steps is not None:
         return steps
     return max(1, math.ceil(kimg * 1000 / batch_size))
+
+
+def planned_kimg(steps: int | None, kimg: float, batch_size: int) -> float:
+    """The images a run sees, in thousands: whole steps x batch (a little over `kimg`)."""
+    return planned_steps(steps, kimg, batch_size) * batch_size / 1000

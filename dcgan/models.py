@@ -94,18 +94,16 @@ class Discriminator(nn.Module):
         """001's D: 64 -> 31 -> 14 -> 11 -> 4 -> 1. At 32x32 (the recipes' cpu scale) its
         fourth block cannot fit, so it is dropped and the head sees 3x3: 32 -> 15 -> 6 -> 3 -> 1,
         keeping what makes it 001's (unpadded, biases, a stride-1 block, BN on every block)."""
-        h = cfg.d_width
+        h, full = cfg.d_width, cfg.image_size == 64
         plan = [(cfg.channels, h, 2), (h, 2 * h, 2), (2 * h, 4 * h, 1)]
-        if cfg.image_size == 64:
-            plan.append((4 * h, 4 * h, 2))
+        plan += [(4 * h, 4 * h, 2)] if full else []
         layers: list[nn.Module] = []
         for i, (cin, cout, stride) in enumerate(plan):
             layers.append(nn.Conv2d(cin, cout, 4, stride))
             if i > 0 or cfg.d_first_bn:
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(_d_activation(cfg.d_activation))
-        head = 4 if cfg.image_size == 64 else 3
-        layers.append(nn.Conv2d(4 * h, 1, head, 2 if cfg.image_size == 64 else 1))
+        layers.append(nn.Conv2d(4 * h, 1, 4, 2) if full else nn.Conv2d(4 * h, 1, 3, 1))
         return layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
